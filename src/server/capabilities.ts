@@ -1,0 +1,7 @@
+import type { Capability } from './gateway.ts';
+
+/**
+ * The capabilities every gateway runs, in order. Each lives in its own folder and plugs
+ * in through the CapabilityContext (routes, upgrade paths, services, shutdown).
+ */
+export const builtInCapabilities: readonly Capability[] = [];

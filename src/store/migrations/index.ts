@@ -1,0 +1,14 @@
+import type { Migration, MigrationProvider } from 'kysely/migration';
+import * as core from './2026-11-22-01-core.ts';
+
+/**
+ * Every migration, by date-prefixed name. Listed explicitly (not read from the folder)
+ * so the set is fixed at build time; Kysely applies them in name order.
+ */
+const migrations: Record<string, Migration> = {
+  '2026-11-22-01-core': core,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

@@ -1,0 +1,1 @@
+export { registerWebUi, UI_DIR } from './static.ts';
