@@ -1,0 +1,14 @@
+export { Agent, runAgent, AGENT_DEFAULTS } from './agent.ts';
+export type { AgentOptions, AgentEvents, AgentRejection } from './agent.ts';
+export { main } from './main.ts';
+export { enroll } from './enroll.ts';
+export type { EnrollOptions } from './enroll.ts';
+export { AgentError } from './errors.ts';
+export type { AgentErrorCode } from './errors.ts';
+export { jsonLogger, silentLogger } from './log.ts';
+export type { AgentLogger, LogLevel } from './log.ts';
+export { backoffDelay, DEFAULT_BACKOFF } from './backoff.ts';
+export type { BackoffOptions } from './backoff.ts';
+export { defaultStateDir, loadCredentials, STATE_FILE, IDENTITY_KEY_FILE, HOST_KEY_FILE } from './state.ts';
+export type { AgentState, AgentCredentials } from './state.ts';
+export { AGENT_VERSION } from './version.ts';
