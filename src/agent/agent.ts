@@ -276,8 +276,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     ws.on('ping', () => {
       alive = true;
     });
-    ws.on('error', (err) => {
-      log.debug({ err }, 'gateway connection error');
+    ws.on('error', (err: Error & { code?: string }) => {
+      // WS_ERR_* are frames the gateway should never send (oversized, bad opcode...).
+      if (err.code?.startsWith('WS_ERR_')) log.warn({ err }, 'invalid WebSocket frame from the gateway');
+      else log.debug({ err }, 'gateway connection error');
     });
     ws.on('close', (code, reasonBuf) => {
       clearInterval(heartbeat);
