@@ -163,6 +163,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     bodyLimit: config.limits.apiBodyBytes,
     routerOptions: { maxParamLength: 8192 },
     http: { maxHeaderSize: config.limits.headerBytes },
+    // Unknown fields and wrong types are errors, not silently dropped or coerced.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     trustProxy: config.security.trustedProxies.length > 0 ? [...config.security.trustedProxies] : false,

@@ -40,6 +40,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const secrets = new SecretBox(loadSecretKey(options.secretKey, options.dataDir));
   let db: Kysely<Database>;
   let dialect: Dialect;
+  // Kysely looks for its bookkeeping tables in every schema it can see: name ours, or
+  // another schema's (another app's, another test run's) would be taken for them.
+  let migrationTableSchema: string | undefined;
   if (options.database.startsWith('sqlite:')) {
     const file = path.resolve(options.database.slice('sqlite:'.length));
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -73,10 +76,11 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       // An idle client lost its connection; the pool replaces it. Queries report their own errors.
     });
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    migrationTableSchema = schema ?? 'public';
     dialect = 'postgres';
   }
 
-  const migrator = new Migrator({ db, provider: migrationProvider });
+  const migrator = new Migrator({ db, provider: migrationProvider, ...(migrationTableSchema ? { migrationTableSchema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     await db.destroy();

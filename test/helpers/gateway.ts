@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
@@ -31,7 +31,7 @@ export function freshPgSchema(): string {
 }
 
 export async function dropPgSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: PG_URL, user: 'postgres' });
+  const client = new pg.Client({ host: '127.0.0.1', port: 5432, database: 'test', user: userInfo().username });
   await client.connect();
   try {
     await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);

@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely/migration';
 import * as core from './2026-11-22-01-core.ts';
+import * as connections from './2026-11-22-05-connections.ts';
 
 /**
  * Every migration, by date-prefixed name. Listed explicitly (not read from the folder)
@@ -7,6 +8,7 @@ import * as core from './2026-11-22-01-core.ts';
  */
 const migrations: Record<string, Migration> = {
   '2026-11-22-01-core': core,
+  '2026-11-22-05-connections': connections,
 };
 
 export const migrationProvider: MigrationProvider = {
