@@ -3,7 +3,7 @@
 export interface Principal { name: string; roles: string[] }
 export interface Provider { id: string; name: string }
 export interface Session { id: string; current: boolean; createdAt: string; lastSeenAt: string; userAgent?: string | null; ip?: string | null }
-export interface User { name: string; roles: string[]; disabled: boolean; email?: string | null; createdAt: string }
+export interface User { name: string; roles: string[]; groups?: string[]; disabled: boolean; email?: string | null; createdAt: string }
 export interface Group { name: string; roles: string[]; members: string[] }
 export interface Device {
   id: string; name: string; online: boolean; lastSeenAt: string | null;

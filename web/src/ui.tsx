@@ -256,15 +256,3 @@ export function LoadError(props: { error: unknown; retry?: () => void }) {
     </Notice>
   );
 }
-
-/** Common roles offered as suggestions in role fields. */
-export const KNOWN_ROLES = ['ROLE_USER', 'ROLE_ADMIN'];
-
-/** A list datalist of known roles, for `list="roles-list"` inputs. */
-export function RolesDatalist() {
-  return (
-    <datalist id="roles-list">
-      {KNOWN_ROLES.map((r) => <option value={r} key={r} />)}
-    </datalist>
-  );
-}

@@ -19,8 +19,8 @@ export function AdminConnectionsPage() {
   if (conns.missing) return <Page title="Manage connections"><Notice>Connections are not available on this gateway.</Notice></Page>;
   const list = conns.data;
   const changed = async (msg: string) => {
-    setFlash(msg);
     await conns.reload();
+    setFlash(msg);
   };
   return (
     <Page title="Manage connections" actions={!creating && <Button variant="primary" onClick={() => setCreating(true)}>New connection</Button>}>

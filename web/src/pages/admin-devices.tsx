@@ -14,8 +14,8 @@ export function AdminDevicesPage() {
   if (devices.missing) return <Page title="Devices"><Notice>Devices are not available on this gateway.</Notice></Page>;
   const list = devices.data;
   const changed = async (msg: string) => {
-    setFlash(msg);
     await devices.reload();
+    setFlash(msg);
   };
   return (
     <Page title="Manage devices" actions={!creating && <Button variant="primary" onClick={() => { setCreating(true); setEnrollment(null); }}>New device</Button>}>

@@ -12,8 +12,8 @@ export function AdminGroupsPage() {
   if (groups.missing) return <Page title="Groups"><Notice>Groups are not available on this gateway.</Notice></Page>;
   const list = groups.data;
   const changed = async (msg: string) => {
-    setFlash(msg);
     await groups.reload();
+    setFlash(msg);
   };
   return (
     <Page title="Groups" actions={!creating && <Button variant="primary" onClick={() => setCreating(true)}>New group</Button>}>

@@ -8,7 +8,6 @@ interface ProxySetting { url: string | null }
 export function AdminProxyPage() {
   const setting = useResource(() => get<ProxySetting>('/api/admin/proxy'), []);
   const [url, setUrl] = useState('');
-  const [flash, setFlash] = useState<string>();
   const save = useAction();
   const disable = useAction();
   const current = setting.data?.url ?? null;
@@ -17,9 +16,8 @@ export function AdminProxyPage() {
   }, [setting.data]);
   if (setting.missing) return <Page title="Proxy"><Notice>The proxy is not available on this gateway.</Notice></Page>;
   const apply = async (value: string | null) => {
-    const r = await put<ProxySetting | undefined>('/api/admin/proxy', { url: value });
+    await put<ProxySetting>('/api/admin/proxy', { url: value });
     await setting.reload();
-    setFlash(value ? `Requests to /proxy now go to ${r?.url ?? value}.` : 'The proxy is disabled.');
   };
   return (
     <Page title="Proxy">
@@ -34,10 +32,8 @@ export function AdminProxyPage() {
           <p id="proxy-state" role="status">
             {current ? <>Currently forwarding to <code class="break">{current}</code>.</> : 'The proxy is disabled.'}
           </p>
-          {flash && <Notice kind="ok">{flash}</Notice>}
           <form class="card stack" onSubmit={async (ev) => {
             ev.preventDefault();
-            setFlash(undefined);
             await save.run(() => apply(url.trim()));
           }}>
             <div class="field">
@@ -51,8 +47,7 @@ export function AdminProxyPage() {
               <Button type="submit" variant="primary" busy={save.busy} busyLabel="Saving…">Save</Button>
               {current && (
                 <Button variant="danger" busy={disable.busy} busyLabel="Disabling…" onClick={async () => {
-                  setFlash(undefined);
-                  await disable.run(() => apply(null));
+                        await disable.run(() => apply(null));
                 }}>Disable the proxy</Button>
               )}
             </div>

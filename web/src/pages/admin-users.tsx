@@ -19,8 +19,8 @@ export function AdminUsersPage() {
           onCancel={() => setCreating(false)}
           onCreated={async (u) => {
             setCreating(false);
-            setFlash(`User ${u.name} created.`);
             await users.reload();
+            setFlash(`User ${u.name} created.`);
           }}
         />
       )}
@@ -37,8 +37,8 @@ export function AdminUsersPage() {
               <UserRow key={u.name} u={u} open={editing === u.name}
                 onToggle={() => setEditing(editing === u.name ? null : u.name)}
                 onChanged={async (msg) => {
-                  setFlash(msg);
                   await users.reload();
+                  setFlash(msg);
                 }} />
             ))}
           </tbody>
@@ -105,7 +105,10 @@ function UserRow(props: { u: User; open: boolean; onToggle: () => void; onChange
           {u.name}
           {u.email && <div class="muted small">{u.email}</div>}
         </th>
-        <td data-label="Roles"><Roles roles={u.roles} /></td>
+        <td data-label="Roles">
+          <Roles roles={u.roles} />
+          {u.groups && u.groups.length > 0 && <div class="muted small">groups: {u.groups.join(', ')}</div>}
+        </td>
         <td data-label="Status">{u.disabled ? <span class="badge warn">Disabled</span> : 'Active'}</td>
         <td data-label="Created"><Time at={u.createdAt} /></td>
         <td class="actions">

@@ -13,6 +13,7 @@ export function LoginPage(props: { onSignedIn: (me: Principal) => void }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const nameInput = useRef<HTMLInputElement>(null);
+  const passwordInput = useRef<HTMLInputElement>(null);
 
   useEffect(() => {
     // No providers configured, or no SSO at all on this gateway: show only the local form.
@@ -32,6 +33,7 @@ export function LoginPage(props: { onSignedIn: (me: Principal) => void }) {
     } catch (e) {
       setError(loginError(e));
       setPassword('');
+      passwordInput.current?.focus();
     } finally {
       setBusy(false);
     }
@@ -52,7 +54,7 @@ export function LoginPage(props: { onSignedIn: (me: Principal) => void }) {
           </div>
           <div class="field">
             <label for="login-password">Password</label>
-            <input id="login-password" name="password" type="password" autocomplete="current-password" required
+            <input id="login-password" name="password" type="password" ref={passwordInput} autocomplete="current-password" required
               value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
           </div>
           {error && <Notice kind="error" id="login-error">{error}</Notice>}

@@ -7,7 +7,8 @@ export function SessionsPage() {
   const s = useSession();
   const sessions = useResource(() => get<Session[]>('/api/me/sessions'), []);
   if (sessions.missing) return <Page title="My sessions"><Notice>Session management is not available on this gateway.</Notice></Page>;
-  const list = sessions.data;
+  // This browser first, then the most recently active.
+  const list = sessions.data && [...sessions.data].sort((a, b) => Number(b.current) - Number(a.current) || (b.lastSeenAt ?? '').localeCompare(a.lastSeenAt ?? ''));
   return (
     <Page
       title="My sessions"
