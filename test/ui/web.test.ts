@@ -157,6 +157,59 @@ describe.skipIf(!browserAvailable())('web UI in a real browser', { timeout: UI_T
     }
   });
 
+  test('my sessions: end another browser\'s session, then sign out everywhere', async () => {
+    const here = await b.newPage();
+    const there = await b.newPage();
+    await signIn(here.page, gw.url, 'admin', gw.adminPassword);
+    await signIn(there.page, gw.url, 'admin', gw.adminPassword);
+    await here.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'My sessions' }).click();
+    await here.page.getByRole('heading', { name: 'My sessions' }).waitFor();
+    const rows = here.page.locator('tbody tr');
+    await expect(rows.count()).resolves.toBeGreaterThanOrEqual(2);
+    await expect(rows.first().innerText()).resolves.toContain('This browser');
+    await screenshot(here.page, 'my-sessions');
+
+    // End the other browser's session (the first row that is not this one).
+    const other = here.page.locator('tbody tr:not(.current)').first();
+    const before = await rows.count();
+    await other.getByRole('button', { name: 'Sign out' }).click();
+    await here.page.getByRole('button', { name: 'End session' }).click();
+    await expect.poll(() => rows.count()).toBe(before - 1);
+    // The other browser finds itself signed out at its next request.
+    await there.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'My sessions' }).click();
+    await there.page.waitForURL(/\/login/);
+
+    await here.page.getByRole('button', { name: 'Sign out everywhere' }).click();
+    await here.page.getByRole('button', { name: 'Yes, sign out everywhere' }).click();
+    await here.page.waitForURL(/\/login$/);
+    expect((await here.page.request.get(`${gw.url}/api/me`)).status()).toBe(401);
+    await Promise.all([here.context.close(), there.context.close()]);
+  });
+
+  test('groups: members receive the group\'s roles', async () => {
+    const { context, page } = await b.newPage();
+    const made = await page.request.post(`${gw.url}/api/admin/users`, {
+      headers: { authorization: gw.gateway.adminAuth },
+      data: { name: 'dave', password: 'dave-password-1' },
+    });
+    expect(made.status()).toBe(201);
+    await signIn(page, gw.url, 'admin', gw.adminPassword);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Groups' }).click();
+    await page.getByRole('button', { name: 'New group' }).click();
+    await page.getByLabel('Group name').fill('operators');
+    await page.getByLabel('Roles').fill('ROLE_OPS');
+    await page.getByLabel('Members').fill('dave');
+    await page.getByRole('button', { name: 'Create group' }).click();
+    await page.getByText('Group operators created.').waitFor();
+    await expect(page.locator('tr[data-group="operators"]').innerText()).resolves.toContain('dave');
+    await screenshot(page, 'admin-groups');
+    const me = await page.request.get(`${gw.url}/api/me`, {
+      headers: { authorization: `Basic ${Buffer.from('dave:dave-password-1').toString('base64')}` },
+    });
+    expect((await me.json()).roles).toContain('ROLE_OPS');
+    await context.close();
+  });
+
   test('phone width: the menu folds behind a button and the pages stay readable', async () => {
     const { context, page } = await b.newPage({ width: 390, height: 844 });
     await signIn(page, gw.url, 'admin', gw.adminPassword);
