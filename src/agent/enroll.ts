@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import ssh2 from 'ssh2';
-import { agentEndpoints, type EnrollRequest, type EnrollResponse } from '../protocol/index.ts';
+import { agentEndpoints, generateSshEd25519Key, type EnrollRequest, type EnrollResponse } from '../protocol/index.ts';
 import { AgentError } from './errors.ts';
 import {
   HOST_KEY_FILE,
@@ -55,7 +55,7 @@ export async function enroll(options: EnrollOptions): Promise<AgentCredentials> 
   const identity = generateKeyPairSync('ed25519');
   const identityPem = identity.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
   const jwk = identity.publicKey.export({ format: 'jwk' });
-  const host = ssh2.utils.generateKeyPairSync('ed25519', { comment: `portcullis-agent@${hostname}` });
+  const host = generateSshEd25519Key(`portcullis-agent@${hostname}`);
   const hostPublicKey = publicKeyLine(host.private, 'the generated host key');
 
   // Keys are written before the token is spent, so a full disk or a read-only directory

@@ -20,3 +20,4 @@ export {
 export type { Frame, FrameErrorCode, DecodeResult, EnrollRequest, EnrollResponse, DeviceErrorBody } from './device.ts';
 export { StreamMux, MuxStream, DeviceProtocolError } from './mux.ts';
 export type { MuxSocket, StreamMuxOptions, DeviceProtocolErrorCode } from './mux.ts';
+export { generateSshEd25519Key } from './ssh-keys.ts';

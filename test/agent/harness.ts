@@ -19,6 +19,7 @@ import {
   StreamMux,
   agentEndpoints,
   decodeFrame,
+  generateSshEd25519Key,
   type EnrollRequest,
   type Frame,
   type MuxStream,
@@ -66,7 +67,7 @@ function refuseUpgrade(socket: Socket, status: number, body: Rejection | { error
 }
 
 export class FakeGateway {
-  readonly gatewayKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'portcullis-gateway' });
+  readonly gatewayKey = generateSshEd25519Key('portcullis-gateway');
   readonly tokens = new Map<string, TokenEntry>();
   readonly devices = new Map<string, FakeDevice>();
   readonly usedJtis = new Set<string>();

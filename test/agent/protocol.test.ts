@@ -1,6 +1,12 @@
 // Tier: unit. The shared device protocol and the multiplexer against a fake socket;
 // plus the check that ssh2 runs on its native crypto under the project's Node.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import ssh2 from 'ssh2';
 import { describe, expect, it } from 'vitest';
 import { backoffDelay } from '../../src/agent/index.ts';
 import {
@@ -13,6 +19,7 @@ import {
   decodeFrame,
   encodeCloseReason,
   encodeFrame,
+  generateSshEd25519Key,
   type MuxSocket,
 } from '../../src/protocol/index.ts';
 
@@ -169,6 +176,38 @@ describe('stream multiplexer', () => {
     s.destroy();
     const closes = socket.sent.filter((x) => x.data[1] === FrameType.CLOSE);
     expect(closes).toHaveLength(1);
+  });
+});
+
+describe('SSH key generation', () => {
+  // Regression: ssh2's own ed25519 generator drops leading zero bytes of the public key,
+  // producing an unparseable key about once in 256 (an enrollment that fails at random).
+  it('always produces keys ssh2 parses, with a 32-byte public key, that sign and verify', () => {
+    for (let i = 0; i < 1_500; i++) {
+      const k = generateSshEd25519Key('test');
+      const priv = ssh2.utils.parseKey(k.private);
+      const pub = ssh2.utils.parseKey(k.public);
+      if (priv instanceof Error) throw priv;
+      if (pub instanceof Error) throw pub;
+      expect(priv.getPublicSSH().length).toBe(4 + 11 + 4 + 32);
+      expect(priv.getPublicSSH().equals(pub.getPublicSSH())).toBe(true);
+      if (i % 100 === 0) {
+        const data = Buffer.from(`message ${i}`);
+        expect(pub.verify(data, priv.sign(data))).toBe(true);
+      }
+    }
+  });
+
+  it.skipIf(!existsSync('/usr/bin/ssh-keygen'))('writes the format OpenSSH reads', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pc-key-'));
+    try {
+      const k = generateSshEd25519Key('me@host');
+      const file = path.join(dir, 'key');
+      await writeFile(file, k.private, { mode: 0o600 });
+      expect(execFileSync('/usr/bin/ssh-keygen', ['-y', '-f', file], { encoding: 'utf8' }).trim()).toBe(k.public);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
