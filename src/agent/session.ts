@@ -34,6 +34,34 @@ const FORWARDABLE_SIGNALS = new Set(['HUP', 'INT', 'KILL', 'QUIT', 'TERM', 'USR1
 /** Signal names SSH can carry in exit-signal (RFC 4254 §6.10); others become 128+n. */
 const SSH_EXIT_SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
 
+/**
+ * node-pty queues PTY input without limit (its CustomWriteStream retries on EAGAIN), so a
+ * paste into a program that does not read would pile up in the agent. We read the
+ * length of that private queue to stop taking data from the SSH channel, which stops
+ * window adjustments and so throttles the gateway. The shape is checked defensively:
+ * if a node-pty upgrade changes it, input is merely not throttled.
+ */
+interface PtyInternals {
+  _writeStream?: { _writeQueue?: Array<{ buffer: Buffer; offset: number }> };
+}
+/** Queued PTY input (bytes) above which the channel is paused; resumed below a quarter. */
+const INPUT_HIGH_WATER = 256 * 1024;
+const INPUT_POLL_MS = 10;
+
+function queuedPtyInput(term: IPty): number {
+  const queue = (term as unknown as PtyInternals)._writeStream?._writeQueue;
+  if (!Array.isArray(queue)) return 0;
+  let n = 0;
+  for (const task of queue) n += task.buffer.byteLength - task.offset;
+  return n;
+}
+
+/** Input nobody will read any more; left queued, node-pty keeps retrying it on a dead fd. */
+function dropQueuedPtyInput(term: IPty | undefined): void {
+  const queue = (term as unknown as PtyInternals | undefined)?._writeStream?._writeQueue;
+  if (Array.isArray(queue)) queue.length = 0;
+}
+
 function signalName(signal: number): string | undefined {
   for (const [name, value] of Object.entries(osConstants.signals)) if (value === signal) return name.slice(3);
   return undefined;
@@ -54,6 +82,7 @@ export class SessionProcess {
   #hasExited = false;
   #channelGone = false;
   #paused = false;
+  #inputPoll: NodeJS.Timeout | undefined;
   #terminating: Promise<void> | undefined;
   #resolveExited!: () => void;
 
@@ -100,7 +129,18 @@ export class SessionProcess {
     term.onExit(({ exitCode, signal }) => this.#onExit(exitCode, signal === 0 ? undefined : signal));
     channel.on('data', (data: Buffer) => {
       this.#options.onActivity();
-      if (!this.#hasExited) term.write(data);
+      if (this.#hasExited) return;
+      term.write(data);
+      if (this.#inputPoll === undefined && queuedPtyInput(term) > INPUT_HIGH_WATER) {
+        channel.pause();
+        this.#inputPoll = setInterval(() => {
+          if (this.#hasExited || this.#channelGone || queuedPtyInput(term) < INPUT_HIGH_WATER / 4) {
+            clearInterval(this.#inputPoll);
+            this.#inputPoll = undefined;
+            channel.resume();
+          }
+        }, INPUT_POLL_MS);
+      }
     });
     return term.pid;
   }
@@ -160,6 +200,7 @@ export class SessionProcess {
   terminate(why: string): Promise<void> {
     if (this.#terminating === undefined) {
       this.#options.logger.debug({ ...this.#options.logFields, pid: this.pid, why }, 'ending session processes');
+      dropQueuedPtyInput(this.#pty);
       // Keep draining a paused PTY, or it never notices its child is gone.
       if (this.#paused) {
         this.#paused = false;
@@ -176,6 +217,8 @@ export class SessionProcess {
   #onExit(code: number, signal: number | undefined): void {
     if (this.#hasExited) return;
     this.#hasExited = true;
+    clearInterval(this.#inputPoll);
+    dropQueuedPtyInput(this.#pty);
     this.#options.logger.info({ ...this.#options.logFields, pid: this.pid, code, signal }, 'session process exited');
     // Jobs the shell left behind belong to the session too.
     if (this.#terminating === undefined && this.pid > 1) {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, silentLogger } from '../../src/agent/index.ts';
+import { generateSshEd25519Key } from '../../src/protocol/index.ts';
 import { FakeGateway, execCommand, openShell, processGone, waitUntil } from './harness.ts';
 
 let gw: FakeGateway;
@@ -104,12 +105,12 @@ describe('terminal sessions over the device WebSocket', () => {
   });
 
   it('refuses a client key other than the gateway key', async () => {
-    const other = ssh2.utils.generateKeyPairSync('ed25519');
+    const other = generateSshEd25519Key();
     await expect(gw.ssh(deviceId, { privateKey: other.private })).rejects.toThrow(/authentication methods failed/);
   });
 
   it('refuses a host key other than the pinned one (gateway side check)', async () => {
-    const other = ssh2.utils.generateKeyPairSync('ed25519');
+    const other = generateSshEd25519Key();
     await expect(gw.ssh(deviceId, { hostKey: other.public })).rejects.toThrow(/host/i);
   });
 
@@ -139,6 +140,25 @@ describe('terminal sessions over the device WebSocket', () => {
     expect(Date.now() - closed).toBeGreaterThanOrEqual(250);
   });
 
+  it('stops taking input the program does not read (back-pressure towards the gateway)', async () => {
+    const { client } = await gw.ssh(deviceId);
+    const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+      client.exec('stty raw -echo; echo READY; exec sleep 1000', { pty: { term: 'xterm', cols: 80, rows: 24 } }, (err, ch) =>
+        err ? reject(err) : resolve(ch),
+      ),
+    );
+    let out = '';
+    channel.on('data', (d: Buffer) => (out += d.toString()));
+    await waitUntil(() => out.includes('READY'), 3_000, 'READY');
+    const total = 16 * 1024 * 1024;
+    for (let sent = 0; sent < total; sent += 64 * 1024) channel.write(Buffer.alloc(64 * 1024, 0x61));
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Bounded by the agent's input high-water mark plus SSH windows and buffers (~5 MiB),
+    // not by what the gateway wanted to send.
+    expect(channel.writableLength).toBeGreaterThan(total - 8 * 1024 * 1024);
+    client.end();
+  });
+
   it('stops reading the PTY while the gateway does not read (back-pressure)', async () => {
     const { client } = await gw.ssh(deviceId);
     const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
@@ -160,13 +180,15 @@ describe('terminal sessions over the device WebSocket', () => {
     });
     const pid = Number(/PID=(\d+)/.exec(text)![1]);
     const written = async () => Number(/wchar: (\d+)/.exec(await readFile(`/proc/${pid}/io`, 'utf8'))![1]);
-    await new Promise((r) => setTimeout(r, 800));
-    const w1 = await written();
-    await new Promise((r) => setTimeout(r, 400));
-    const w2 = await written();
-    // The writer is blocked: the PTY is paused, the SSH window is full.
-    expect(w2).toBe(w1);
-    expect(w1).toBeLessThan(32 * 1024 * 1024);
+    // The writer fills the pipeline (PTY buffer, SSH window, socket buffers), then blocks.
+    let w1 = -1;
+    let w2 = await written();
+    await waitUntil(async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      [w1, w2] = [w2, await written()];
+      return w1 === w2;
+    }, 8_000, 'the writer to block');
+    expect(w2).toBeLessThan(32 * 1024 * 1024);
     channel.resume();
     await waitUntil(async () => (await written()) > w2 + 4 * 1024 * 1024, 5_000, 'writer to continue');
     client.end();
