@@ -76,6 +76,15 @@ export function TerminalPage(props: { id?: string }) {
     const fit = new FitAddon();
     term.loadAddon(fit);
     term.open(el);
+    // The shell gets every key, Tab included; Shift+Esc hands focus back to the page.
+    term.attachCustomKeyEventHandler((ev) => {
+      if (ev.type === 'keydown' && ev.key === 'Escape' && ev.shiftKey) {
+        term.blur();
+        document.getElementById('page-title')?.focus();
+        return false;
+      }
+      return true;
+    });
     termRef.current = { term, fit };
     let frame = 0;
     const refit = () => {
@@ -210,7 +219,8 @@ export function TerminalPage(props: { id?: string }) {
             </Notice>
           )}
         </div>
-        <div class={`term-box ${closed ? 'is-closed' : ''}`} ref={box} role="region" aria-label="Terminal" />
+        <div class={`term-box ${closed ? 'is-closed' : ''}`} ref={box} role="region" aria-label="Terminal" aria-describedby="term-hint" />
+        <p id="term-hint" class="muted small term-hint">Every key goes to the shell. <kbd>Shift</kbd>+<kbd>Esc</kbd> leaves the terminal.</p>
       </Page>
     </div>
   );
