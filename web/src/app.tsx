@@ -90,6 +90,14 @@ export function App() {
     }
   }, [auth.state, loc.path]);
 
+  // Signed in (just now, or already, e.g. back from SSO) while on the sign-in page: go on.
+  useEffect(() => {
+    if (auth.state !== 'in' || loc.path !== '/login') return;
+    const next = safeNext(loc.query.get('next'));
+    if (isServerPath(next)) location.assign(next);
+    else navigate(next, { replace: true });
+  }, [auth.state, loc.path]);
+
   const session = useMemo<SessionState | null>(() => {
     if (auth.state !== 'in') return null;
     return {
@@ -122,13 +130,8 @@ export function App() {
     );
   }
   if (auth.state === 'out' || loc.path === '/login') {
-    if (auth.state === 'in') {
-      // Already signed in (for example after SSO): leave the sign-in page.
-      const next = safeNext(loc.query.get('next'));
-      if (isServerPath(next)) location.assign(next);
-      else navigate(next, { replace: true });
-      return <Shell><Loading /></Shell>;
-    }
+    // Signed in on the sign-in page: the effect above moves on.
+    if (auth.state === 'in') return <Shell><Loading /></Shell>;
     return (
       <Shell>
         <LoginPage onSignedIn={(me) => setAuth({ state: 'in', me, features: null })} />

@@ -111,7 +111,6 @@ export function useResource<T>(load: (background: boolean) => Promise<T>, deps: 
     } finally {
       if (mine === gen.current) setLoading(false);
     }
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   useEffect(() => {
     setData(undefined);
