@@ -219,7 +219,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       headers: {
         authorization: `Bearer ${assertion}`,
         [AgentHeaders.version]: AGENT_VERSION,
-        [AgentHeaders.hostname]: this.#options.hostname ?? os.hostname(),
+        [AgentHeaders.hostname]: headerSafe(this.#options.hostname ?? os.hostname()),
       },
       // SSH traffic is encrypted, so incompressible; deflate would only cost CPU and memory.
       perMessageDeflate: false,
@@ -346,6 +346,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.emit('reconnecting', { attempt: attempt + 1, delayMs });
     this.#reconnectTimer = setTimeout(() => this.#connect(), delayMs);
   }
+}
+
+/** A header value Node accepts (it throws on anything else): printable ASCII, bounded. */
+function headerSafe(value: string): string {
+  return value.replace(/[^\x20-\x7e]/g, '?').slice(0, 255);
 }
 
 /** WebSocket close reasons are limited to 123 bytes. */

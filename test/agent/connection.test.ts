@@ -231,6 +231,26 @@ describe('SSH timeouts', () => {
 });
 
 describe('stop', () => {
+  it('releases every handle it opened', async () => {
+    const count = () => {
+      const byType = new Map<string, number>();
+      for (const t of process.getActiveResourcesInfo()) byType.set(t, (byType.get(t) ?? 0) + 1);
+      return byType;
+    };
+    const before = count();
+    const { agent } = await startAgent();
+    const { client } = await gw.ssh(agent.deviceId!);
+    expect((await execCommand(client, 'echo hi', { pty: { term: 'xterm', cols: 80, rows: 24 } })).stdout).toMatch(/hi/);
+    client.end();
+    await agent.stop();
+    await new Promise((r) => setTimeout(r, 100));
+    const after = count();
+    // Other tests' timers may have expired meanwhile, so "no more than before".
+    for (const type of ['TCPSocketWrap', 'TTYWrap', 'PipeWrap', 'ProcessWrap', 'Timeout']) {
+      expect({ type, n: after.get(type) ?? 0 }).toEqual({ type, n: Math.min(after.get(type) ?? 0, before.get(type) ?? 0) });
+    }
+  });
+
   it('ends sessions, closes the connection and does not reconnect', async () => {
     const { agent, device } = await startAgent();
     const { client } = await gw.ssh(agent.deviceId!);

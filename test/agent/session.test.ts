@@ -128,6 +128,24 @@ describe('terminal sessions over the device WebSocket', () => {
     await waitUntil(() => agent.stats().sessions === 0, 2_000, 'session bookkeeping');
   });
 
+  it('ends a command run without a PTY when the connection closes', async () => {
+    const { client } = await gw.ssh(deviceId);
+    const pid = await new Promise<number>((resolve, reject) =>
+      client.exec('echo "PID=$$"; sleep 1000 & wait', (err, ch) => {
+        if (err) return reject(err);
+        let out = '';
+        ch.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /PID=(\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+      }),
+    );
+    expect(await processGone(pid)).toBe(false);
+    client.end();
+    await waitUntil(() => processGone(pid), 3_000, 'command to end');
+  });
+
   it('kills processes that ignore SIGHUP after the grace period', async () => {
     const { client } = await gw.ssh(deviceId);
     const sh = await openShell(client);
