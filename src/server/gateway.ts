@@ -40,6 +40,8 @@ export interface CapabilityContext {
   readonly upgrades: UpgradeRouter;
   /** The public URL (known once the server is bound). */
   publicUrl(): string;
+  /** The gateway's clock (epoch ms); tests inject one so expiry and refresh need no sleeping. */
+  now(): number;
   /** Routes that need no principal (login, callbacks, agent endpoints). */
   readonly publicRoutes: FastifyInstance;
   /** Routes behind the authentication hook: `request.auth` is set, CSRF is checked. */
@@ -241,6 +243,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
         keys,
         upgrades,
         publicUrl,
+        now,
         publicRoutes,
         routes,
         onClose: (fn) => closers.push(fn),
