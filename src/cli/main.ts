@@ -13,6 +13,7 @@ Commands:
   users list|add|set|remove …           manage local users
   groups list|add|set|remove …          manage groups
   devices list|add|remove …             manage devices
+  connections list|add|remove …         manage upstream OAuth connections (MCP servers)
   keys rotate                           rotate the JWT signing key
 
 Admin commands read the same configuration as serve (--config FILE or PORTCULLIS_CONFIG).
@@ -29,6 +30,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./demo.ts')).runDemo(rest);
       case 'agent':
         return await (await import('../agent/index.ts')).main(rest);
+      case 'connections':
+        return await (await import('../connections/index.ts')).runConnectionsCommand(rest);
       case 'users':
       case 'groups':
       case 'devices':

@@ -1,4 +1,4 @@
 export { ProxyTarget, parseTargetUrl, type ProxyTargetUrl } from './target.ts';
 export { Forwarder, describeUpstreamError } from './forwarder.ts';
 export { registerProxyRoutes, registerProxyAdminRoutes, handleProxyUpgrade, subPathOf, type ProxyDeps } from './routes.ts';
-export { stripCookie } from './headers.ts';
+export { stripCookie, upstreamRequestHeaders, downstreamResponseHeaders, type ForwardContext } from './headers.ts';
