@@ -48,6 +48,7 @@ describe('single sign-on with an OpenID provider', () => {
       grace: { email: 'grace@example.com', email_verified: true, preferred_username: 'grace', realm_access: { roles: ['portcullis-admin', 'portcullis-user'] } },
       mallory: { email: 'mallory@example.com', email_verified: true, preferred_username: 'mallory-at-op' },
       trudy: { email: 'trudy@example.com', email_verified: false, preferred_username: 'trudy-at-op' },
+      henry: { email: 'henry@EXAMPLE.com', email_verified: true, preferred_username: 'henry' },
       admin: { email: 'root@example.com', email_verified: true, preferred_username: 'admin' },
     };
     for (const [id, claims] of Object.entries(accounts)) op.accounts.set(id, claims);
@@ -122,5 +123,158 @@ describe('single sign-on with an OpenID provider', () => {
     expect(aliceView.email).toBe('alice@example.com');
     expect(aliceView.picture).toBe(`data:image/png;base64,${PNG.toString('base64')}`);
     expect(webhooks).toContainEqual(expect.objectContaining({ action: 'signup', user: expect.objectContaining({ name: 'alice', provider: 'op' }) }));
+  });
+
+  it('refuses (403) a user whose roles match neither the allowed nor the admin roles', async () => {
+    const eve = new Browser();
+    const outcome = await signIn(eve, gw.url, 'op-roles', 'eve');
+    expect(outcome.status).toBe(403);
+    expect(outcome.response.headers.get('x-portcullis-error')).toBe('sso_role_refused');
+    expect(outcome.next).toMatch(/^\/login\?error=/);
+    expect(outcome.error).toMatch(/roles/);
+    expect(outcome.response.headers.getSetCookie().some((c) => c.startsWith('portcullis_session='))).toBe(false);
+    expect((await admin('/api/admin/users/eve')).status).toBe(404);
+  });
+
+  it('maps an allowed role to ROLE_USER and an admin role (nested realm_access.roles) to ROLE_ADMIN', async () => {
+    const frank = new Browser();
+    expect((await signIn(frank, gw.url, 'op-roles', 'frank')).status).toBe(302);
+    expect(await json(await me(frank))).toEqual({ name: 'frank', roles: ['ROLE_USER'] });
+    const grace = new Browser();
+    expect((await signIn(grace, gw.url, 'op-roles', 'grace')).status).toBe(302);
+    expect(await json(await me(grace))).toEqual({ name: 'grace', roles: ['ROLE_ADMIN', 'ROLE_USER'] });
+    // The claim decides at every login: grace loses the admin role at the provider, then here.
+    op.accounts.set('grace', { ...op.accounts.get('grace'), realm_access: { roles: ['portcullis-user'] } });
+    const again = new Browser();
+    expect((await signIn(again, gw.url, 'op-roles', 'grace')).status).toBe(302);
+    expect(await json(await me(again))).toEqual({ name: 'grace', roles: ['ROLE_USER'] });
+  });
+
+  it('syncs groups from the claim (list or separated string), creating missing ones, never touching blocked ones', async () => {
+    // Gateway-side groups: one the claim does not name, one blocked by exact name, one by wildcard.
+    for (const name of ['legacy', 'local-admins', 'wonderland-staff']) {
+      expect((await admin('/api/admin/groups', { method: 'POST', body: JSON.stringify({ name, roles: ['ROLE_X'] }) })).status).toBe(201);
+    }
+    const groupsOf = async (user: string) => (await json(await admin(`/api/admin/users/${user}`))).groups;
+    // bob (groups "eng,qa") was created before: add him to all three gateway-side groups.
+    for (const name of ['legacy', 'local-admins', 'wonderland-staff']) {
+      await admin(`/api/admin/groups/${name}`, { method: 'PATCH', body: JSON.stringify({ members: ['bob'] }) });
+    }
+    const bob = new Browser();
+    expect((await signIn(bob, gw.url, 'op', 'bob')).status).toBe(302);
+    expect(await groupsOf('bob')).toEqual(['eng', 'local-admins', 'qa', 'wonderland-staff']);
+
+    // alice's claim names eng, ops, wonderland-admins (wildcard-blocked) and team-red (regex-blocked).
+    const alice = new Browser();
+    expect((await signIn(alice, gw.url, 'op', 'alice')).status).toBe(302);
+    expect(await groupsOf('alice')).toEqual(['eng', 'ops']);
+    const all = (await json(await admin('/api/admin/groups'))).map((g: { name: string }) => g.name);
+    expect(all).not.toContain('wonderland-admins');
+    expect(all).not.toContain('team-red');
+
+    // Leaving a group at the provider leaves it here.
+    op.accounts.set('alice', { ...op.accounts.get('alice'), groups: ['ops'] });
+    expect((await signIn(new Browser(), gw.url, 'op', 'alice')).status).toBe(302);
+    expect(await groupsOf('alice')).toEqual(['ops']);
+  });
+
+  it('updates email, display name and picture at login; a picture that is not an image gives the default', async () => {
+    op.accounts.set('bob', { ...op.accounts.get('bob'), email: 'Robert@Example.com', name: 'Robert', picture: `${assets.url}/not-an-image` });
+    const bob = new Browser();
+    expect((await signIn(bob, gw.url, 'op', 'bob')).status).toBe(302);
+    const view = await json(await admin('/api/admin/users/bob'));
+    expect(view.email).toBe('robert@example.com');
+    expect(view.picture).toMatch(/^data:image\/svg\+xml;base64,/);
+    const sso = await json(await bob.fetch(`${gw.url}/api/me/sso`));
+    expect(sso).toMatchObject({ provider: { id: 'op', name: 'Example OP' }, subject: 'bob', email: 'robert@example.com', displayName: 'Robert' });
+    expect(JSON.stringify(sso)).not.toMatch(/access_?token|refresh_?token|eyJ/i);
+  });
+
+  it('does not take an email another user has', async () => {
+    op.accounts.set('bob', { ...op.accounts.get('bob'), email: 'alice@example.com' });
+    expect((await signIn(new Browser(), gw.url, 'op', 'bob')).status).toBe(302);
+    expect((await json(await admin('/api/admin/users/bob'))).email).toBe('robert@example.com');
+  });
+
+  it('merges a first login with an existing user of the same verified email, only when enabled', async () => {
+    expect((await admin('/api/admin/users', { method: 'POST', body: JSON.stringify({ name: 'mallory', password: 'pw', email: 'Mallory@example.com' }) })).status).toBe(201);
+    // Without merging, the address is taken: refused rather than a second account.
+    const refused = await signIn(new Browser(), gw.url, 'op', 'mallory');
+    expect(refused.status).toBe(409);
+    const merged = new Browser();
+    expect((await signIn(merged, gw.url, 'op-merge', 'mallory')).status).toBe(302);
+    expect(await json(await me(merged))).toEqual({ name: 'mallory', roles: ['ROLE_USER'] });
+
+    // An address the provider has not verified never merges.
+    expect((await admin('/api/admin/users', { method: 'POST', body: JSON.stringify({ name: 'trudy', password: 'pw', email: 'trudy@example.com' }) })).status).toBe(201);
+    expect((await signIn(new Browser(), gw.url, 'op-merge', 'trudy')).status).toBe(409);
+  });
+
+  it('does not let a provider user named "admin" become the local admin', async () => {
+    const b = new Browser();
+    expect((await signIn(b, gw.url, 'op', 'admin')).status).toBe(302);
+    expect(await json(await me(b))).toEqual({ name: 'admin-2', roles: ['ROLE_USER'] });
+  });
+
+  it('refuses (403) unknown users when sign-up is off, and lets known ones in', async () => {
+    const outcome = await signIn(new Browser(), gw.url, 'op-closed', 'frank');
+    expect(outcome.status).toBe(403);
+    expect(outcome.response.headers.get('x-portcullis-error')).toBe('sso_signup_disabled');
+    // Another provider entry is another identity: frank is known only through op-roles.
+    expect((await signIn(new Browser(), gw.url, 'op-roles', 'frank')).status).toBe(302);
+  });
+
+  it('refuses an email domain outside the allowed list', async () => {
+    const outcome = await signIn(new Browser(), gw.url, 'op-domains', 'dave');
+    expect(outcome.status).toBe(403);
+    expect(outcome.error).toMatch(/domain/);
+    expect((await signIn(new Browser(), gw.url, 'op-domains', 'henry')).status).toBe(302);
+  });
+
+  it('refuses a user without email, or uses the fallback address when enabled', async () => {
+    const refused = await signIn(new Browser(), gw.url, 'op', 'carol');
+    expect(refused.status).toBe(400);
+    expect(refused.response.headers.get('x-portcullis-error')).toBe('sso_no_email');
+    const carol = new Browser();
+    expect((await signIn(carol, gw.url, 'op-fallback', 'carol')).status).toBe(302);
+    expect((await json(await admin('/api/admin/users/carol'))).email).toBe('op-fallback@carol.local');
+  });
+
+  it('sends provider errors, forged states and stale logins to the login page with a short message', async () => {
+    const b = new Browser();
+    const authorize = new URL(await startLogin(b, gw.url, 'op'));
+    const state = authorize.searchParams.get('state')!;
+    const denied = await outcomeOf(
+      await b.fetch(`${gw.url}/auth/sso/op/callback?error=access_denied&error_description=${encodeURIComponent('no\r\nLocation: evil ' + 'x'.repeat(500))}&state=${state}`),
+    );
+    expect(denied.status).toBe(403);
+    expect(denied.error).toMatch(/^The provider refused the sign-in: access_denied - no Location: evil x+/);
+    expect(denied.error!.length).toBeLessThanOrEqual(200);
+    expect(denied.error).not.toMatch(/[\r\n]/);
+
+    // The login cookie is single-use: the failed callback cleared it.
+    const stale = await outcomeOf(await b.fetch(`${gw.url}/auth/sso/op/callback?code=abc&state=${state}`));
+    expect(stale.status).toBe(400);
+    expect(stale.response.headers.get('x-portcullis-error')).toBe('sso_login_expired');
+
+    const again = new URL(await startLogin(b, gw.url, 'op'));
+    const callback = await atProvider(b, again.href, 'bob', new URL(gw.url).origin);
+    const forged = new URL(callback);
+    forged.searchParams.set('state', 'forged');
+    const mismatch = await outcomeOf(await b.fetch(forged.href));
+    expect(mismatch.status).toBe(400);
+    expect(mismatch.response.headers.get('x-portcullis-error')).toBe('sso_state_mismatch');
+
+    // A login started in another browser cannot be finished in this one.
+    const other = new Browser();
+    const theirs = await atProvider(other, await startLogin(other, gw.url, 'op'), 'bob', new URL(gw.url).origin);
+    expect((await outcomeOf(await new Browser().fetch(theirs))).response.headers.get('x-portcullis-error')).toBe('sso_login_expired');
+  });
+
+  it('ignores a return path to another site', async () => {
+    const b = new Browser();
+    expect((await signIn(b, gw.url, 'op', 'bob', '//evil.example/x')).next).toBe('/');
+    expect((await signIn(b, gw.url, 'op', 'bob', 'https://evil.example/')).next).toBe('/');
+    expect((await signIn(b, gw.url, 'op', 'bob', '/\\evil.example')).next).toBe('/');
   });
 });

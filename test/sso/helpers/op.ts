@@ -101,7 +101,17 @@ export async function startOp(options: { accessTokenTtl?: number } = {}): Promis
         return globalThis.fetch(url, rest);
       },
     } as Configuration;
-    const provider = new Provider(issuer, configuration);
+    // The dev-only adapter and interactions are the point here: keep their notices out of test output.
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => {
+      if (!String(args[0]).includes('development-only')) warn(...args);
+    };
+    let provider: Provider;
+    try {
+      provider = new Provider(issuer, configuration);
+    } finally {
+      console.warn = warn;
+    }
     provider.on('grant.success', (ctx) => {
       if ((ctx.oidc.params?.grant_type as string | undefined) === 'refresh_token') refreshes++;
     });
