@@ -129,7 +129,8 @@ export class SessionProcess {
     term.onExit(({ exitCode, signal }) => this.#onExit(exitCode, signal === 0 ? undefined : signal));
     channel.on('data', (data: Buffer) => {
       this.#options.onActivity();
-      if (this.#hasExited) return;
+      // Input that arrives while the session is being torn down has no reader left.
+      if (this.#hasExited || this.#terminating !== undefined) return;
       term.write(data);
       if (this.#inputPoll === undefined && queuedPtyInput(term) > INPUT_HIGH_WATER) {
         channel.pause();

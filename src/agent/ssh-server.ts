@@ -225,9 +225,13 @@ export class DeviceSshServer {
       }
       ctx.reject(['publickey']);
     };
+    if (ctx.method === 'none') {
+      // How clients ask which methods exist: neither a failure nor worth a log line.
+      ctx.reject(['publickey']);
+      return;
+    }
     if (ctx.method !== 'publickey') {
-      // "none" is how every client asks which methods exist; not worth a warning.
-      if (ctx.method !== 'none') this.#options.logger.info({ stream: conn.stream.id, method: ctx.method }, 'refused SSH authentication method');
+      this.#options.logger.info({ stream: conn.stream.id, method: ctx.method }, 'refused SSH authentication method');
       deny();
       return;
     }

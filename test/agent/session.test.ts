@@ -109,6 +109,28 @@ describe('terminal sessions over the device WebSocket', () => {
     await expect(gw.ssh(deviceId, { privateKey: other.private })).rejects.toThrow(/authentication methods failed/);
   });
 
+  it('drops a connection after 6 failed authentications', async () => {
+    const keys = Array.from({ length: 20 }, () => generateSshEd25519Key().private);
+    const stream = gw.device(deviceId).mux!.open();
+    const client = new ssh2.Client();
+    let attempts = 0;
+    const closed = new Promise<void>((resolve) => client.on('close', () => resolve()));
+    client.on('error', () => {});
+    client.connect({
+      sock: stream,
+      username: 'mallory',
+      hostVerifier: () => true,
+      authHandler: (_methods, _partial, next) => {
+        if (attempts >= keys.length) return next(false as never);
+        next({ type: 'publickey', username: 'mallory', key: keys[attempts++]! });
+      },
+    });
+    await closed;
+    // 6 refusals, plus at most the attempt already in flight when the server hung up.
+    expect(attempts).toBeGreaterThanOrEqual(6);
+    expect(attempts).toBeLessThanOrEqual(7);
+  });
+
   it('refuses a host key other than the pinned one (gateway side check)', async () => {
     const other = generateSshEd25519Key();
     await expect(gw.ssh(deviceId, { hostKey: other.public })).rejects.toThrow(/host/i);
