@@ -153,14 +153,18 @@ export class UserDirectory {
     };
   }
 
-  async create(user: NewUser): Promise<UserView> {
+  /**
+   * Creates a user. `inTransaction` runs in the same transaction as the insert (SSO links
+   * its identity row there, so a concurrent login never sees a user without its link).
+   */
+  async create(user: NewUser, options: { inTransaction?: (tx: Kysely<Database>) => Promise<void> } = {}): Promise<UserView> {
     if (!USER_NAME.test(user.name)) throw IdentityErrors.invalidName('user', user.name);
     const roles = sortedRoles([ROLE_USER, ...(user.roles ?? [])]);
     checkRoles(roles);
     const now = this.#now();
     const passwordHash = user.password ? await hashPassword(user.password) : null;
-    try {
-      await this.#db
+    const insert = (db: Kysely<Database>) =>
+      db
         .insertInto('users')
         .values({
           name: user.name,
@@ -173,6 +177,16 @@ export class UserDirectory {
           updated_at: now,
         })
         .execute();
+    try {
+      const extra = options.inTransaction;
+      if (extra) {
+        await this.#db.transaction().execute(async (tx) => {
+          await insert(tx);
+          await extra(tx);
+        });
+      } else {
+        await insert(this.#db);
+      }
     } catch (error) {
       if (isUniqueViolation(error)) {
         if (await this.#db.selectFrom('users').select('name').where('name', '=', user.name).executeTakeFirst()) throw IdentityErrors.userExists(user.name);

@@ -6,7 +6,7 @@ import { compileGroupPatterns, domainAllowed, listClaim, stringClaim, userNameFr
 import { SsoErrors } from './errors.ts';
 import { fetchPicture } from './picture.ts';
 import { claimDefaults, type ProviderClient } from './providers.ts';
-import type { SsoDb } from './tables.ts';
+import { withSsoTables, type SsoDb } from './tables.ts';
 
 export interface ProvisioningOptions {
   db: SsoDb;
@@ -26,6 +26,7 @@ export interface SignedInUser {
 }
 
 const FIRST_ADMIN_MARKER = 'first-admin';
+const LINK_TAKEN = 'sso_link_taken';
 const EMAIL = /^[^\s@]{1,200}@[^\s@]{1,255}$/;
 
 /**
@@ -118,7 +119,7 @@ export class Provisioner {
       .where('user_name', '=', existing.name)
       .executeTakeFirst();
     if (linked) return undefined;
-    const inserted = await this.#link(client.id, subject, existing.name, email, displayName, pictureUrl);
+    const inserted = await this.#link(this.#o.db, client.id, subject, existing.name, email, displayName, pictureUrl);
     if (!inserted) return this.#userOf(client.id, subject);
     this.#o.logger.info({ provider: client.id, user: existing.name }, 'linked a provider account to an existing user by email');
     return existing;
@@ -130,7 +131,12 @@ export class Provisioner {
     c: { subject: string; email: string; displayName: string | undefined; pictureUrl: string | undefined; wantAdmin: boolean | undefined; accessToken: string },
   ): Promise<{ user: UserView; created: boolean }> {
     const p = client.config;
-    if (await this.#o.users.findByEmail(c.email)) throw SsoErrors.emailTaken();
+    if (await this.#o.users.findByEmail(c.email)) {
+      // The same person's other tab may have just created the account: use it.
+      const winner = await this.#userOf(p.id, c.subject);
+      if (winner) return { user: winner, created: false };
+      throw SsoErrors.emailTaken();
+    }
     const picture = c.pictureUrl ? ((await this.#picture(client, c.pictureUrl, c.accessToken)) ?? this.#o.defaultPicture) : this.#o.defaultPicture;
     const roles = [...p.defaultRoles, ...(c.wantAdmin ? [ROLE_ADMIN] : [])];
     const base =
@@ -140,11 +146,15 @@ export class Provisioner {
     for (let attempt = 1; attempt <= 20 && !user; attempt++) {
       const name = attempt === 1 ? base : attempt < 20 ? `${base}-${attempt}` : `${base}-${randomBytes(4).toString('hex')}`;
       try {
-        user = await this.#o.users.create({ name, email: c.email, picture, roles });
+        // The user and its (provider, subject) link are written in one transaction: a
+        // concurrent login of the same account sees both or neither.
+        user = await this.#o.users.create(
+          { name, email: c.email, picture, roles },
+          { inTransaction: async (tx) => void (await this.#link(withSsoTables(tx), p.id, c.subject, name, c.email, c.displayName, c.pictureUrl, true)) },
+        );
       } catch (error) {
         const code = (error as { code?: string }).code;
-        if (code === 'email_taken') {
-          // The same person's second tab may have won the race: use its user.
+        if (code === 'email_taken' || code === LINK_TAKEN) {
           const winner = await this.#userOf(p.id, c.subject);
           if (winner) return { user: winner, created: false };
           throw SsoErrors.emailTaken();
@@ -153,14 +163,6 @@ export class Provisioner {
       }
     }
     if (!user) throw new PortcullisError(500, 'sso_no_user_name', 'No free user name could be found.');
-
-    if (!(await this.#link(p.id, c.subject, user.name, c.email, c.displayName, c.pictureUrl))) {
-      // A concurrent login of the same account linked first: drop our user, use theirs.
-      await this.#o.users.remove(user.name).catch(() => {});
-      const winner = await this.#userOf(p.id, c.subject);
-      if (!winner) throw new PortcullisError(500, 'sso_link_failed', 'The account could not be linked; please try again.');
-      return { user: winner, created: false };
-    }
 
     // Decided after the insert, through a primary key: of two first logins at once,
     // exactly one inserts the marker and becomes admin.
@@ -239,18 +241,31 @@ export class Provisioner {
     return user;
   }
 
-  /** Inserts the (provider, subject) link; false when it already exists (a concurrent login won). */
-  async #link(provider: string, subject: string, userName: string, email: string, displayName: string | undefined, pictureUrl: string | undefined): Promise<boolean> {
+  /**
+   * Inserts the (provider, subject) link; false when it already exists (a concurrent
+   * login won), or, inside a user's creation, throws LINK_TAKEN so the insert rolls back.
+   */
+  async #link(
+    db: SsoDb,
+    provider: string,
+    subject: string,
+    userName: string,
+    email: string,
+    displayName: string | undefined,
+    pictureUrl: string | undefined,
+    throwIfTaken = false,
+  ): Promise<boolean> {
     const now = this.#now();
     try {
-      await this.#o.db
+      await db
         .insertInto('sso_identities')
         .values({ provider, subject, user_name: userName, email, display_name: displayName ?? null, picture_url: pictureUrl ?? null, created_at: now, last_login_at: now })
         .execute();
       return true;
     } catch (error) {
-      if (isUniqueViolation(error)) return false;
-      throw error;
+      if (!isUniqueViolation(error)) throw error;
+      if (throwIfTaken) throw Object.assign(new Error('the provider account is already linked'), { code: LINK_TAKEN });
+      return false;
     }
   }
 
