@@ -124,12 +124,25 @@ function toTokenSet(response: client.TokenEndpointResponse, now: number, previou
   };
 }
 
-function grantError(error: unknown): GrantError {
+/** Classifies a failed grant; reads the server's error from the response when the library left it there. */
+async function grantError(error: unknown): Promise<GrantError> {
   if (error instanceof client.ResponseBodyError) {
     const detail = clip([`HTTP ${error.status}`, error.error, error.error_description].filter(Boolean).join(' '));
     if (error.error === 'invalid_grant') return new GrantError('invalid_grant', detail, error);
     if (error.error === 'invalid_client' || error.error === 'unauthorized_client') return new GrantError('invalid_client', detail, error);
     return new GrantError('transient', detail, error);
+  }
+  // A 5xx (or another non-conforming answer) comes back with the Response as the cause.
+  const response = (error as { cause?: unknown })?.cause;
+  if (response instanceof Response) {
+    let said = '';
+    try {
+      const body = (await response.clone().json()) as { error?: unknown; error_description?: unknown };
+      said = [body.error, body.error_description].filter((v) => typeof v === 'string').join(' ');
+    } catch {
+      // Not JSON: the status says enough.
+    }
+    return new GrantError('transient', clip(`HTTP ${response.status}${said ? ` ${said}` : ''}`), error);
   }
   const code = (error as { code?: string })?.code;
   return new GrantError('transient', clip(code ? `${code}: ${(error as Error).message}` : String((error as Error)?.message ?? error)), error);
@@ -166,7 +179,7 @@ export async function exchangeCode(
     if (error instanceof client.AuthorizationResponseError) {
       throw ConnectionErrors.tokenRequestFailed(clip([error.error, error.error_description].filter(Boolean).join(': ')), error);
     }
-    throw ConnectionErrors.tokenRequestFailed(grantError(error).detail, error);
+    throw ConnectionErrors.tokenRequestFailed((await grantError(error)).detail, error);
   }
 }
 
@@ -176,6 +189,6 @@ export async function refresh(config: client.Configuration, info: ClientInfo, re
     const response = await client.refreshTokenGrant(config, refreshToken, info.resource ? { resource: info.resource } : undefined);
     return toTokenSet(response, now, refreshToken);
   } catch (error) {
-    throw grantError(error);
+    throw await grantError(error);
   }
 }
