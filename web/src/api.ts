@@ -15,6 +15,10 @@ export interface Connection { name: string; url: string; auth: ConnectionAuth; a
 export interface AdminConnection {
   name: string; url: string; auth: ConnectionAuth;
   clientId?: string | null; scope?: string | null;
+  /** The callback to register at the authorization server (for `oauth2.1-static`). */
+  redirectUri?: string | null;
+  authorizationServer?: string | null;
+  registered?: boolean;
 }
 
 /** An error answered by the API: `{"error": code, "message": text}` with its HTTP status. */

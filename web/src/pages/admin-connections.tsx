@@ -1,7 +1,7 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, patch, post, seg, type AdminConnection, type ConnectionAuth } from '../api.ts';
-import { Button, ConfirmButton, LoadError, Loading, Notice, Page, useAction, useResource } from '../ui.tsx';
+import { Button, ConfirmButton, CopyField, LoadError, Loading, Notice, Page, useAction, useResource } from '../ui.tsx';
 
 const AUTH_OPTIONS: { value: ConnectionAuth; label: string }[] = [
   { value: 'oauth2.1', label: 'OAuth 2.1, the gateway registers itself' },
@@ -44,7 +44,10 @@ export function AdminConnectionsPage() {
                 <tr data-connection={c.name}>
                   <th scope="row" data-label="Name">{c.name}</th>
                   <td data-label="Server" class="break">{c.url}</td>
-                  <td data-label="Authentication">{c.auth}</td>
+                  <td data-label="Authentication">
+                    {c.auth}
+                    {c.authorizationServer && <div class="muted small break">via {c.authorizationServer}</div>}
+                  </td>
                   <td class="actions">
                     <Button aria-expanded={editing === c.name} aria-label={`Edit ${c.name}`} onClick={() => setEditing(editing === c.name ? null : c.name)}>
                       {editing === c.name ? 'Close' : 'Edit'}
@@ -54,6 +57,9 @@ export function AdminConnectionsPage() {
                 {editing === c.name && (
                   <tr class="edit-row">
                     <td colSpan={4}>
+                      {c.redirectUri && (
+                        <CopyField id={`redirect-${c.name.replace(/[^\w-]/g, '_')}`} label="Redirect URI (register it with the authorization server)" value={c.redirectUri} />
+                      )}
                       <ConnectionForm conn={c} onCancel={() => setEditing(null)} onSaved={async () => {
                         setEditing(null);
                         await changed(`Connection ${c.name} saved.`);
@@ -94,13 +100,13 @@ function ConnectionForm(props: { conn?: AdminConnection; onSaved: (name: string)
   return (
     <form class="card stack" aria-label={c ? `Edit connection ${c.name}` : 'New connection'} onSubmit={async (ev) => {
       ev.preventDefault();
-      const body: Record<string, string> = { url: url.trim(), auth };
+      const body: Record<string, string | null> = { url: url.trim(), auth };
       if (auth === 'bearer' && token) body.token = token;
       if (auth === 'oauth2.1-static') {
         if (clientId.trim()) body.clientId = clientId.trim();
         if (clientSecret) body.clientSecret = clientSecret;
       }
-      if (oauth && (scope.trim() || c?.scope)) body.scope = scope.trim();
+      if (oauth && (scope.trim() || c?.scope)) body.scope = scope.trim() || null;
       const ok = await action.run(() =>
         c ? patch(`/api/admin/connections/${seg(c.name)}`, body) : post('/api/admin/connections', { name: name.trim(), ...body }),
       );
@@ -156,9 +162,11 @@ function ConnectionForm(props: { conn?: AdminConnection; onSaved: (name: string)
           </div>
         )}
       </div>
+      {c && <p class="hint">Changing the URL, the authentication or the client deletes every user's tokens: they authorize again.</p>}
+      {!c && oauth && <p class="hint">Creating an OAuth connection discovers its authorization server{auth === 'oauth2.1' ? ' and registers the gateway as a client' : ''}: this can take a few seconds.</p>}
       {action.error && <Notice kind="error">{action.error}</Notice>}
       <div class="row">
-        <Button type="submit" variant="primary" busy={action.busy} busyLabel="Saving…">{c ? 'Save connection' : 'Create connection'}</Button>
+        <Button type="submit" variant="primary" busy={action.busy} busyLabel={c ? 'Saving…' : oauth ? 'Discovering…' : 'Creating…'}>{c ? 'Save connection' : 'Create connection'}</Button>
         <Button variant="plain" onClick={props.onCancel}>Cancel</Button>
       </div>
     </form>

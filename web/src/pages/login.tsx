@@ -66,7 +66,9 @@ export function LoginPage(props: { onSignedIn: (me: Principal) => void }) {
             <ul class="stack">
               {providers.map((p) => (
                 <li key={p.id}>
-                  <a class="btn block" href={`/auth/sso/${seg(p.id)}/login`}>Sign in with {p.name}</a>
+                  <a class="btn block" href={`/auth/sso/${seg(p.id)}/login${next ? `?next=${encodeURIComponent(next)}` : ''}`}>
+                    Sign in with {p.name}
+                  </a>
                 </li>
               ))}
             </ul>
