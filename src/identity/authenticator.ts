@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { JwtIssuer } from '../tokens/index.ts';
 import type { UserDirectory } from './directory.ts';
@@ -29,9 +29,11 @@ export class Authenticator {
   readonly #secured: boolean;
   readonly #basicTtlMs: number;
   readonly #now: () => number;
-  /** Keyed by an HMAC of the credentials under a per-process key: no password is kept in memory. */
+  /** Keyed by a salted hash of the credentials (per-process salt): no password is kept in memory. */
   readonly #basic = new Map<string, BasicEntry>();
-  readonly #hmacKey = randomBytes(32);
+  /** Verifications in progress: concurrent requests with one credential share one hash. */
+  readonly #verifying = new Map<string, Promise<Authentication['principal']>>();
+  readonly #salt = randomBytes(16).toString('base64');
   readonly #anonymous: Authentication;
 
   constructor(options: {
@@ -104,7 +106,8 @@ export class Authenticator {
     if (colon < 0) throw IdentityErrors.malformedAuthorization('Basic credentials lack a colon');
     const name = decoded.slice(0, colon);
     const password = decoded.slice(colon + 1);
-    const key = createHmac('sha256', this.#hmacKey).update(decoded).digest('base64url');
+    // One-shot hash: an HMAC object per request costs more than the rest of the check.
+    const key = hash('sha256', this.#salt + decoded, 'base64url');
     const now = this.#now();
     const hit = this.#basic.get(key);
     if (hit && hit.expiresAt > now) {
@@ -112,7 +115,12 @@ export class Authenticator {
       if (found && found.passwordHash === hit.passwordHash) return { principal: found.principal, method: 'basic' };
       this.#basic.delete(key);
     }
-    const principal = await this.verifyPassword(name, password);
+    let pending = this.#verifying.get(key);
+    if (!pending) {
+      pending = this.verifyPassword(name, password).finally(() => this.#verifying.delete(key));
+      this.#verifying.set(key, pending);
+    }
+    const principal = await pending;
     const found = await this.#users.lookup(name);
     if (found?.passwordHash) {
       if (this.#basic.size >= MAX_BASIC_CACHE) this.#basic.delete(this.#basic.keys().next().value!);

@@ -36,7 +36,10 @@ export class SessionManager {
   readonly #ttlMs: number;
   readonly #cacheTtlMs: number;
   readonly #now: () => number;
+  /** Keyed by the cookie token itself, so a hit costs no hashing. */
   readonly #cache = new Map<string, Cached>();
+  /** Session id → cached token, to drop an entry when the session ends anywhere. */
+  readonly #tokenById = new Map<string, string>();
   readonly #unsubscribe: () => void;
 
   constructor(options: { db: Kysely<Database>; bus: Bus; ttlMs: number; cacheTtlMs: number; now?: () => number }) {
@@ -46,9 +49,9 @@ export class SessionManager {
     this.#cacheTtlMs = options.cacheTtlMs;
     this.#now = options.now ?? Date.now;
     this.#unsubscribe = this.#bus.subscribe((message) => {
-      if (message.type === 'session-ended') this.#cache.delete(message.sessionId);
+      if (message.type === 'session-ended') this.#forget(message.sessionId);
       if (message.type === 'user-ended') {
-        for (const [id, entry] of this.#cache) if (entry.record?.userName === message.userName) this.#cache.delete(id);
+        for (const entry of this.#cache.values()) if (entry.record?.userName === message.userName) this.#forget(entry.record.id);
       }
     });
   }
@@ -91,23 +94,35 @@ export class SessionManager {
   /** The live session behind a cookie token, or null (unknown, expired or ended). */
   async resolve(token: string): Promise<SessionRecord | null> {
     if (token.length !== 43) return null;
-    const id = hashToken(token);
     const now = this.#now();
-    let entry = this.#cache.get(id);
+    let entry = this.#cache.get(token);
     if (!entry || now - entry.fetchedAt > this.#cacheTtlMs) {
+      const id = hashToken(token);
       const row = await this.#db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
       entry = { record: row ? toRecord(row) : null, fetchedAt: now };
-      if (this.#cache.size > 50_000) this.#cache.clear();
-      this.#cache.set(id, entry);
+      if (this.#cache.size > 50_000) {
+        this.#cache.clear();
+        this.#tokenById.clear();
+      }
+      this.#cache.set(token, entry);
+      this.#tokenById.set(id, token);
     }
     const record = entry.record;
     if (!record || record.expiresAt <= now) return null;
     if (now - record.lastSeenAt > TOUCH_INTERVAL_MS) {
       entry.record = { ...record, lastSeenAt: now };
       // Best effort and off the request's path: a lost touch only makes "last seen" older.
-      this.#db.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', id).execute().catch(() => {});
+      this.#db.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', record.id).execute().catch(() => {});
     }
     return entry.record;
+  }
+
+  #forget(id: string): void {
+    const token = this.#tokenById.get(id);
+    if (token !== undefined) {
+      this.#cache.delete(token);
+      this.#tokenById.delete(id);
+    }
   }
 
   async listForUser(userName: string): Promise<SessionRecord[]> {

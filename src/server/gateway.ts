@@ -137,7 +137,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     jwt,
     cookieName: config.sessions.cookieName,
     secured: config.security.enabled,
-    basicCacheTtlMs: cacheTtlMs,
+    // Safe to keep long: an entry is void as soon as the user's password hash changes.
+    basicCacheTtlMs: 5 * 60_000,
     now,
   });
   const admin = await ensureFirstAdmin(users, options.adminPassword);

@@ -263,7 +263,8 @@ describe('/proxy', () => {
     } finally {
       clearInterval(sampler);
     }
-    expect(peak - before).toBeLessThan(150 * 1024 * 1024);
+    // Client, target and gateway share this process: buffering a whole body would show as > 1 GiB.
+    expect(peak - before).toBeLessThan(300 * 1024 * 1024);
   }, 120_000);
 
   it('forwards WebSocket upgrades with the caller JWT', async () => {
