@@ -7,7 +7,17 @@ export interface User { name: string; roles: string[]; groups?: string[]; disabl
 export interface Group { name: string; roles: string[]; members: string[] }
 export interface Device {
   id: string; name: string; online: boolean; lastSeenAt: string | null;
-  hostname: string | null; agentVersion: string | null; allowedRoles: string[]; disabled?: boolean;
+  hostname: string | null; agentVersion: string | null; allowedRoles: string[];
+}
+/** What admins see of a device. */
+export interface AdminDevice extends Device {
+  disabled: boolean;
+  enrolled?: boolean;
+  hostKeyFingerprint?: string | null;
+  /** The latest enrollment token's state (the token itself is shown only once). */
+  enrollment?: { expiresAt: string; used: boolean } | null;
+  /** Terminals open on the device. */
+  sessions?: number;
 }
 export interface Enrollment { token: string; expiresAt: string; command: string }
 export type ConnectionAuth = 'none' | 'bearer' | 'oauth2.1' | 'oauth2.1-static';

@@ -1,12 +1,12 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
-import { del, get, patch, post, seg, type Device, type Enrollment } from '../api.ts';
+import { del, get, patch, post, seg, type AdminDevice, type Enrollment } from '../api.ts';
 import { Button, ConfirmButton, CopyField, LoadError, Loading, Notice, Page, Roles, Time, parseList, useAction, useResource } from '../ui.tsx';
 import { DEVICE_POLL_MS, Status } from './home.tsx';
 
 /** Admin: devices — enroll (with the command to copy), allowed roles, disable, delete. */
 export function AdminDevicesPage() {
-  const devices = useResource((background) => get<Device[]>('/api/admin/devices', { background }), [], DEVICE_POLL_MS);
+  const devices = useResource((background) => get<AdminDevice[]>('/api/admin/devices', { background }), [], DEVICE_POLL_MS);
   const [creating, setCreating] = useState(false);
   const [flash, setFlash] = useState<string>();
   const [editing, setEditing] = useState<string | null>(null);
@@ -47,7 +47,16 @@ export function AdminDevicesPage() {
                     {d.disabled ? <span class="badge warn">Disabled</span> : <Status online={d.online} />}
                     {!d.online && <div class="muted small">last seen <Time at={d.lastSeenAt} /></div>}
                   </td>
-                  <td data-label="Host">{d.hostname ?? <span class="muted">not enrolled</span>}{d.agentVersion && <div class="muted small">agent {d.agentVersion}</div>}</td>
+                  <td data-label="Host">
+                    {d.hostname ?? <span class="muted">not enrolled</span>}
+                    {d.agentVersion && <div class="muted small">agent {d.agentVersion}</div>}
+                    {d.enrolled === false && d.enrollment && (
+                      <div class="muted small">
+                        {d.enrollment.used ? 'token used' : new Date(d.enrollment.expiresAt).getTime() < Date.now() ? 'token expired' : <>token valid until <Time at={d.enrollment.expiresAt} /></>}
+                      </div>
+                    )}
+                    {!!d.sessions && <div class="muted small">{d.sessions} open terminal{d.sessions === 1 ? '' : 's'}</div>}
+                  </td>
                   <td data-label="Allowed roles"><Roles roles={d.allowedRoles} /></td>
                   <td class="actions">
                     <Button aria-expanded={editing === d.id} aria-label={`Edit ${d.name}`} onClick={() => setEditing(editing === d.id ? null : d.id)}>
@@ -98,7 +107,7 @@ function CreateDevice(props: { onCreated: (name: string, e: Enrollment) => void;
       const body: { name: string; allowedRoles?: string[] } = { name: name.trim() };
       const r = parseList(roles);
       if (r.length) body.allowedRoles = r;
-      let res: { device: Device; enrollment: Enrollment } | undefined;
+      let res: { device: AdminDevice; enrollment: Enrollment } | undefined;
       if (await action.run(async () => (res = await post('/api/admin/devices', body))) && res) {
         props.onCreated(res.device.name, res.enrollment);
       }
@@ -125,7 +134,7 @@ function CreateDevice(props: { onCreated: (name: string, e: Enrollment) => void;
   );
 }
 
-function EditDevice(props: { d: Device; onChanged: (msg: string) => Promise<void>; onDeleted: () => Promise<void>; onEnrollment: (e: Enrollment) => void }) {
+function EditDevice(props: { d: AdminDevice; onChanged: (msg: string) => Promise<void>; onDeleted: () => Promise<void>; onEnrollment: (e: Enrollment) => void }) {
   const { d } = props;
   const path = `/api/admin/devices/${seg(d.id)}`;
   const [name, setName] = useState(d.name);
@@ -136,6 +145,7 @@ function EditDevice(props: { d: Device; onChanged: (msg: string) => Promise<void
   const id = d.id.replace(/[^\w-]/g, '_');
   return (
     <div class="stack edit">
+      {d.hostKeyFingerprint && <p class="small">Pinned host key: <code class="break">{d.hostKeyFingerprint}</code></p>}
       <form class="grid" onSubmit={async (ev) => {
         ev.preventDefault();
         if (await save.run(() => patch(path, { name: name.trim(), allowedRoles: parseList(roles) }))) await props.onChanged(`Device ${name.trim()} saved.`);
