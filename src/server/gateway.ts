@@ -89,6 +89,9 @@ export function createLogger(config: Config): Logger {
   });
 }
 
+/** How long shutdown waits for in-flight requests before cutting connections. */
+const DRAIN_MS = 10_000;
+
 /** Builds every service and route; `listen()` binds the port. */
 export async function createGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
   const logger = options.logger ?? createLogger(config);
@@ -202,7 +205,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   upgrades.add('/proxy', (req, socket, head, auth) => handleProxyUpgrade(req, socket, head, auth, proxyDeps));
   upgrades.add('/proxy/*', (req, socket, head, auth) => handleProxyUpgrade(req, socket, head, auth, proxyDeps));
 
-  let spaFallback: Awaited<ReturnType<typeof registerWebUi>> = () => false;
+  // At the root, so the not-found handler below can send index.html.
+  const spaFallback = await registerWebUi(app);
   const capabilities: Capability[] = [...builtInCapabilities, ...(options.capabilities ?? [])];
 
   await app.register(async (publicRoutes) => {
@@ -221,7 +225,6 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       return keys.jwks();
     });
     registerPublicIdentityRoutes(publicRoutes, identityDeps);
-    spaFallback = await registerWebUi(publicRoutes);
 
     await publicRoutes.register(async (routes) => {
       routes.decorateRequest('auth', null as never);
@@ -293,7 +296,18 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
           logger.warn({ err }, 'a capability failed to close cleanly');
         }
       }
-      await app.close();
+      // In-flight requests finish; connections that turn idle afterwards are closed as they
+      // do (Node only closes the ones idle at the moment close() is called), and whatever is
+      // still open after the drain period is cut.
+      const server = app.server;
+      const sweeper = setInterval(() => server.closeIdleConnections(), 100);
+      const deadline = setTimeout(() => server.closeAllConnections(), DRAIN_MS);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(sweeper);
+        clearTimeout(deadline);
+      }
       await forwarder.close();
       proxyTarget.close();
       users.close();
