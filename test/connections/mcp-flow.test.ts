@@ -178,6 +178,16 @@ describe('an MCP server behind OAuth, through /connections', () => {
     expect(Date.now() - started - firstAt).toBeGreaterThan(450);
   });
 
+  it('ends the resource’s stream when the client goes away', async () => {
+    const abort = new AbortController();
+    const response = await fetch(`${gw.url}/connections/tools/events?n=100`, { headers: { authorization: alice }, signal: abort.signal });
+    const reader = response.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('data: 0\n\n');
+    abort.abort();
+    for (let i = 0; i < 100 && resource.abandoned === 0; i++) await sleep(20);
+    expect(resource.abandoned).toBe(1);
+  });
+
   it('forwards neither the client’s credentials nor cookies, and lets no cookie back', async () => {
     const response = await fetch(`${gw.url}/connections/tools/echo-headers?x=1`, {
       headers: { authorization: alice, cookie: 'portcullis_session=nope; theme=dark', 'x-custom': 'kept' },
