@@ -143,6 +143,13 @@ export async function runAdminCommand(command: string, args: string[], print: (t
   }
 }
 
-async function runDevicesCommand(_ctx: AdminContext, _action: string, _rest: string[], _values: Values): Promise<number> {
-  throw new UsageError('device commands are not available in this build');
+async function runDevicesCommand(ctx: AdminContext, action: string, rest: string[], values: Values): Promise<number> {
+  const { runDevicesCommand: run, DevicesUsageError } = await import('../devices/index.ts');
+  const devicesCtx = { store: ctx.store, bus: ctx.bus, publicUrl: ctx.config.url, enrollmentTtlSeconds: ctx.config.devices.enrollmentTtl, print: ctx.print };
+  try {
+    return await run(devicesCtx, action, rest, { roles: values.role, json: values.json });
+  } catch (error) {
+    if (error instanceof DevicesUsageError) throw new UsageError(`${error.message}\n${HELP.devices}`);
+    throw error;
+  }
 }

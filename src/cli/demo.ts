@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/index.ts';
+import { enrollDemoDevice } from '../devices/index.ts';
 import { generatePassword } from '../identity/index.ts';
 import { createGateway } from '../server/index.ts';
 import { startDemoApp } from './demo-app.ts';
@@ -15,7 +16,7 @@ import { closeOnSignals } from './serve.ts';
 export async function runDemo(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { help: { type: 'boolean', short: 'h' }, listen: { type: 'string' } }, strict: true });
   if (values.help) {
-    console.log('Usage: portcullis demo [--listen HOST:PORT]\nStarts a throw-away gateway with a demo app behind /proxy.');
+    console.log('Usage: portcullis demo [--listen HOST:PORT]\nStarts a throw-away gateway with this machine enrolled as device "local" and a demo app behind /proxy.');
     return 0;
   }
   const dataDir = mkdtempSync(path.join(tmpdir(), 'portcullis-demo-'));
@@ -29,18 +30,34 @@ export async function runDemo(args: string[]): Promise<number> {
   const gateway = await createGateway(config, { adminPassword: password });
   const listening = await gateway.listen();
   jwksUrl = `${listening}/.well-known/jwks.json`;
+  let device;
+  try {
+    // This machine, enrolled as device "local" by an agent in a child process.
+    device = await enrollDemoDevice({
+      url: gateway.publicUrl(),
+      adminAuthorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`,
+      stateDir: path.join(dataDir, 'agent'),
+    });
+  } catch (error) {
+    await gateway.close();
+    app.server.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
   process.stdout.write(
     [
       '',
       '  Portcullis demo is running.',
       `    Open      ${gateway.publicUrl()}/`,
       `    Sign in   admin / ${password}`,
+      `    Device    local (this machine): open it from the device list for a shell`,
       `    Demo app  ${gateway.publicUrl()}/proxy/`,
       '  Press Ctrl+C to stop (the demo data is deleted).',
       '',
     ].join('\n') + '\n',
   );
   await closeOnSignals(gateway, async () => {
+    await device.stop();
     app.server.close();
   });
   rmSync(dataDir, { recursive: true, force: true });

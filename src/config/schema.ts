@@ -325,6 +325,32 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Devices and the browser terminal (SPEC §7), docs/DEVICES.md. */
+    devices: z
+      .object({
+        /** Lifetime of a one-time enrollment token, seconds. */
+        enrollmentTtl: seconds(3600),
+        /** Ping period of agent and terminal WebSockets; a peer that misses a whole period is dropped, ms. */
+        pingInterval: z.number().int().min(100).default(20_000),
+        /** From terminal WebSocket open until the device's shell runs (SSH handshake included), ms. */
+        handshakeTimeout: z.number().int().positive().default(10_000),
+        /** Close a terminal with no bytes either way for this long, seconds (0 = never). */
+        idleTimeout: z.number().int().nonnegative().default(3600),
+        /** Largest WebSocket message a browser may send on a terminal, bytes. */
+        maxMessageBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+        /** Device output is paused while the browser's socket buffers more than this, bytes. */
+        outputHighWaterMark: z.number().int().min(16 * 1024).default(256 * 1024),
+        /** Concurrent terminals per device (the device protocol carries at most 64). */
+        maxSessionsPerDevice: z.number().int().positive().max(64).default(64),
+        /** Concurrent terminals per user, over all devices. */
+        maxSessionsPerUser: z.number().int().positive().default(32),
+        /** Clock skew tolerated on agent connect assertions, seconds. */
+        clockSkew: z.number().int().nonnegative().max(300).default(30),
+        /** How often connected devices' last-seen time is written (and their records re-checked), seconds. */
+        lastSeenInterval: seconds(60),
+      })
+      .strict()
+      .prefault({}),
     redis: z.string().regex(/^rediss?:\/\/.+/, 'expected redis://…').optional(),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })

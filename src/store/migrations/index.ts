@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from 'kysely/migration';
 import * as core from './2026-11-22-01-core.ts';
 import * as connections from './2026-11-22-05-connections.ts';
+import * as devices from './2026-11-22-04-devices.ts';
 import * as sso from './2026-11-22-03-sso.ts';
 
 /**
@@ -10,6 +11,7 @@ import * as sso from './2026-11-22-03-sso.ts';
 const migrations: Record<string, Migration> = {
   '2026-11-22-01-core': core,
   '2026-11-22-03-sso': sso,
+  '2026-11-22-04-devices': devices,
   '2026-11-22-05-connections': connections,
 };
 

@@ -1,0 +1,10 @@
+export { devicesCapability, deviceRuntimeStats } from './capability.ts';
+export type { DeviceRuntimeStats } from './capability.ts';
+export { runDevicesCommand, DevicesUsageError } from './cli.ts';
+export type { DevicesCliContext } from './cli.ts';
+export { DeviceErrors } from './errors.ts';
+export { enrollDemoDevice } from './demo.ts';
+export type { DemoDevice } from './demo.ts';
+export type { DeviceView, AdminDeviceView, EnrollmentView } from './service.ts';
+export { TerminalCloseCode, MAX_CONTROL_BYTES } from './terminal.ts';
+export type { TerminalControl } from './terminal.ts';
