@@ -130,24 +130,41 @@ async function call(pool: Pool, target: Target): Promise<void> {
   if (response.statusCode !== 200 || !text.includes('hello from the benchmark')) throw new Error(`${target.name}: ${response.statusCode} ${text.slice(0, 200)}`);
 }
 
-async function load(target: Target, seconds: number, connections: number): Promise<{ rps: number; cpuPerReq: number }> {
-  const pool = new Pool(target.url.origin, { connections, pipelining: 1 });
+/** One slice of load on a target: its completed calls, elapsed seconds and gateway CPU µs. */
+async function slice(pool: Pool, target: Target, seconds: number, connections: number): Promise<{ calls: number; elapsed: number; cpu: number }> {
   const cpuBefore = target.pid ? cpuMicros(target.pid) : 0;
-  const end = performance.now() + seconds * 1000;
-  let done = 0;
   const start = performance.now();
+  const end = start + seconds * 1000;
+  let calls = 0;
   await Promise.all(
     Array.from({ length: connections }, async () => {
       while (performance.now() < end) {
         await call(pool, target);
-        done++;
+        calls++;
       }
     }),
   );
-  const elapsed = (performance.now() - start) / 1000;
-  const cpu = target.pid ? cpuMicros(target.pid) - cpuBefore : 0;
-  await pool.close();
-  return { rps: done / elapsed, cpuPerReq: cpu / done };
+  return { calls, elapsed: (performance.now() - start) / 1000, cpu: target.pid ? cpuMicros(target.pid) - cpuBefore : 0 };
+}
+
+/**
+ * Requests/s per target over `seconds`, in one-second slices that alternate between the
+ * targets: on a shared machine, background load then weighs on both alike.
+ */
+async function load(seconds: number, connections: number): Promise<Map<string, { rps: number; cpuPerReq: number }>> {
+  const pools = new Map(targets.map((t) => [t.name, new Pool(t.url.origin, { connections, pipelining: 1 })]));
+  const totals = new Map(targets.map((t) => [t.name, { calls: 0, elapsed: 0, cpu: 0 }]));
+  for (let s = 0; s < seconds; s++) {
+    for (const t of s % 2 === 0 ? targets : [...targets].reverse()) {
+      const r = await slice(pools.get(t.name)!, t, 1, connections);
+      const total = totals.get(t.name)!;
+      total.calls += r.calls;
+      total.elapsed += r.elapsed;
+      total.cpu += r.cpu;
+    }
+  }
+  for (const pool of pools.values()) await pool.close();
+  return new Map([...totals].map(([name, t]) => [name, { rps: t.calls / t.elapsed, cpuPerReq: t.cpu / t.calls }]));
 }
 
 async function latency(target: Target, n = 1500): Promise<number[]> {
@@ -164,16 +181,16 @@ async function latency(target: Target, n = 1500): Promise<number[]> {
 
 const cpus = readFileSync('/proc/cpuinfo', 'utf8');
 console.log(`Machine: ${/model name\s*:\s*(.*)/.exec(cpus)?.[1] ?? '?'}, ${cpus.match(/^processor/gm)?.length ?? 0} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`);
-console.log(`MCP tools/call (echo), ${ROUNDS} rounds × ${SECONDS} s at ${CONNECTIONS} connections; latency at 1 connection (1,200 calls)\n`);
+console.log(`MCP tools/call (echo), ${ROUNDS} rounds × ${SECONDS} s per path at ${CONNECTIONS} connections (1 s slices, alternating paths); latency at 1 connection (1,200 calls)\n`);
 
-for (const t of targets) await load(t, 1, 8); // warm-up: JIT, pools, caches
+await load(2, 8); // warm-up: JIT, pools, caches
 const results = new Map(targets.map((t) => [t.name, { rps: [] as number[], cpu: [] as number[], p50: [] as number[], p99: [] as number[] }]));
 for (let round = 1; round <= ROUNDS; round++) {
+  const loaded = await load(SECONDS, CONNECTIONS);
   for (const t of targets) {
     const r = results.get(t.name)!;
-    const l = await load(t, SECONDS, CONNECTIONS);
-    r.rps.push(l.rps);
-    r.cpu.push(l.cpuPerReq);
+    r.rps.push(loaded.get(t.name)!.rps);
+    r.cpu.push(loaded.get(t.name)!.cpuPerReq);
     const lat = await latency(t);
     r.p50.push(percentile(lat, 50));
     r.p99.push(percentile(lat, 99));

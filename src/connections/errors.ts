@@ -39,6 +39,8 @@ export const ConnectionErrors = {
     new PortcullisError(502, 'registration_failed', `Client registration at ${clip(url, 120)} failed: ${clip(detail)}.`),
   clientRejected: (name: string) =>
     new PortcullisError(502, 'client_rejected', `The authorization server of "${name}" does not know the configured client id; check the connection's client id.`),
+  authorizationRefused: (detail: string, cause?: unknown) =>
+    new PortcullisError(502, 'authorization_refused', `The authorization server did not grant access: ${clip(detail)}.`, { cause }),
   tokenRequestFailed: (detail: string, cause?: unknown) =>
     new PortcullisError(502, 'token_request_failed', `The authorization server refused the token request: ${clip(detail)}.`, { cause }),
   refreshUnavailable: (name: string, detail: string, cause?: unknown) =>

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EventEmitter } from 'node:events';
-import type { Readable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { Agent } from 'undici';
 import type { PortcullisError } from '../errors.ts';
 import { describeUpstreamError, downstreamResponseHeaders, upstreamRequestHeaders } from '../proxy/index.ts';
@@ -56,6 +56,11 @@ export class ConnectionForwarder {
     });
   }
 
+  /**
+   * Sends one request upstream and its answer back. A 401 to the user's token is not
+   * passed on: the request is replayed once with a refreshed token when its body was kept,
+   * otherwise the client gets the gateway's own 401 (with the authorize link).
+   */
   async forward(req: IncomingMessage, res: ServerResponse, target: ForwardTarget, auth: ForwardAuth, clientIp: string, trusted: boolean): Promise<void> {
     const method = req.method ?? 'GET';
     const declared = req.headers['content-length'];
@@ -84,34 +89,30 @@ export class ConnectionForwarder {
     try {
       let token = auth.token;
       for (let attempt = 0; ; attempt++) {
-        const headers = this.#headers(req, token, clientIp, trusted);
-        const response = await this.#agent.request({
-          origin: target.origin,
-          path: target.path,
-          method: method as 'GET',
-          headers,
-          body,
-          signal: abort,
-        });
-        if (response.statusCode === 401 && token !== null && auth.onRejected) {
-          await response.body.dump().catch(() => {});
-          const next = attempt === 0 ? await auth.onRejected(token) : null;
-          if (next !== null && replayable) {
-            token = next;
-            continue;
-          }
-          const error = auth.rejectedError?.();
-          if (error) return sendJson(res, error.status, { error: error.code, message: error.message, ...error.details });
+        let refused = false;
+        // stream(): undici writes the body straight into the response as it arrives.
+        await this.#agent.stream(
+          { origin: target.origin, path: target.path, method: method as 'GET', headers: this.#headers(req, token, clientIp, trusted), body, signal: abort },
+          ({ statusCode, headers }) => {
+            if (statusCode === 401 && token !== null && auth.onRejected) {
+              refused = true;
+              return discard();
+            }
+            const out = downstreamResponseHeaders(headers);
+            delete out['set-cookie'];
+            res.writeHead(statusCode, out);
+            return res;
+          },
+        );
+        if (!refused) return;
+        const next = attempt === 0 ? await auth.onRejected!(token!) : null;
+        if (next !== null && replayable) {
+          token = next;
+          continue;
         }
-        const out = downstreamResponseHeaders(response.headers);
-        delete out['set-cookie'];
-        res.writeHead(response.statusCode, out);
-        if (method === 'HEAD') {
-          await response.body.dump().catch(() => {});
-          res.end();
-          return;
-        }
-        await pump(response.body, res);
+        const error = auth.rejectedError?.();
+        if (error) sendJson(res, error.status, { error: error.code, message: error.message, ...error.details });
+        else sendJson(res, 401, { error: 'connection_token_refused', message: 'The resource refused the access token.' });
         return;
       }
     } catch (error) {
@@ -151,44 +152,12 @@ export class ConnectionForwarder {
   }
 }
 
-/**
- * Copies the resource's body to the client as it arrives (each chunk written at once, so
- * events are not held back), pausing while the client is slow. Node's stream pipeline
- * would do the same at a higher cost per request (it allocates an AbortController).
- */
-function pump(body: Readable, res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
-      res.off('drain', onDrain);
-      res.off('close', onClose);
-      resolve();
-    };
-    const onData = (chunk: Buffer) => {
-      if (!res.write(chunk)) body.pause();
-    };
-    const onDrain = () => body.resume();
-    const onEnd = () => {
-      done();
-      res.end();
-    };
-    // A body cut short must not look complete: cut the client connection too.
-    const onError = () => {
-      done();
-      res.destroy();
-    };
-    const onClose = () => {
-      if (res.writableFinished) return;
-      done();
-      body.destroy();
-    };
-    body.on('data', onData);
-    body.on('end', onEnd);
-    body.on('error', onError);
-    res.on('drain', onDrain);
-    res.on('close', onClose);
+/** Where a refused answer's body goes before the request is replayed. */
+function discard(): Writable {
+  return new Writable({
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
   });
 }
 

@@ -177,7 +177,8 @@ export async function exchangeCode(
     return toTokenSet(response, now);
   } catch (error) {
     if (error instanceof client.AuthorizationResponseError) {
-      throw ConnectionErrors.tokenRequestFailed(clip([error.error, error.error_description].filter(Boolean).join(': ')), error);
+      // The authorization response itself carried an error (the user declined, …): no token request was made.
+      throw ConnectionErrors.authorizationRefused(clip([error.error, error.error_description].filter(Boolean).join(': ')), error);
     }
     throw ConnectionErrors.tokenRequestFailed((await grantError(error)).detail, error);
   }

@@ -162,6 +162,8 @@ export class TokenVault {
       // Nothing to refresh with: usable until it expires, then the user must authorize again.
       if (now < current.expiresAt && !refused) return this.#remember(key, { ...current, refreshAt: current.expiresAt });
       this.#cache.delete(key);
+      // A refused token without a way to renew it is dead: the user's list should say so.
+      if (refused) await this.#o.store.deleteToken(connection.name, user, row.version);
       return null;
     }
     let fresh: TokenSet;
