@@ -23,6 +23,9 @@ export const ConnectionErrors = {
     new PortcullisError(401, 'connection_authorization_required', `${why} Authorize the connection "${name}" at ${authorize}`, {
       details: { connection: name, authorize },
     }),
+  /** The resource refused a token mid-stream; a new one is ready, the body could not be replayed. */
+  retryWithRenewedToken: (name: string) =>
+    new PortcullisError(503, 'connection_token_renewed', `The resource of "${name}" refused the access token it was sent; the gateway has renewed it. Send the request again.`),
   invalidState: (why: string) => new PortcullisError(400, 'invalid_state', `This authorization cannot be completed: ${why}. Start again from the authorize link.`),
   badPath: () => new PortcullisError(400, 'invalid_connection_path', 'The path must not contain "." or ".." segments.'),
 

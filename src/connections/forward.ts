@@ -28,8 +28,11 @@ export interface ForwardAuth {
    * the request can be replayed), or null. Called at most once per request.
    */
   readonly onRejected?: (token: string) => Promise<string | null>;
-  /** The error to answer when the resource keeps refusing the user's token. */
-  readonly rejectedError?: () => PortcullisError;
+  /**
+   * The error to answer when the resource refused the user's token and the request
+   * cannot be replayed: `renewed` says whether a new token is ready for the next attempt.
+   */
+  readonly rejectedError?: (renewed: boolean) => PortcullisError;
 }
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
@@ -110,8 +113,8 @@ export class ConnectionForwarder {
           token = next;
           continue;
         }
-        const error = auth.rejectedError?.();
-        if (error) sendJson(res, error.status, { error: error.code, message: error.message, ...error.details });
+        const error = auth.rejectedError?.(next !== null);
+        if (error) sendJson(res, error.status, { error: error.code, message: error.message, ...error.details }, error.status === 503 ? { 'retry-after': '0' } : {});
         else sendJson(res, 401, { error: 'connection_token_refused', message: 'The resource refused the access token.' });
         return;
       }
@@ -161,9 +164,9 @@ function discard(): Writable {
   });
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+function sendJson(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...extra });
   res.end(text);
 }
 

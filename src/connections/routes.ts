@@ -141,7 +141,8 @@ export async function registerConnectionProxy(app: FastifyInstance, deps: Connec
           ...(oauth
             ? {
                 onRejected: (rejected: string) => deps.service.vault.replaceRejected(live, user, rejected).catch(() => null),
-                rejectedError: () => authorizationRequired(deps, live, 'The resource refused your access token.'),
+                rejectedError: (renewed: boolean) =>
+                  renewed ? ConnectionErrors.retryWithRenewedToken(live.name) : authorizationRequired(deps, live, 'The resource refused your access token.'),
               }
             : {}),
         },

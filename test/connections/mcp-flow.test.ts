@@ -149,6 +149,20 @@ describe('an MCP server behind OAuth, through /connections', () => {
     }
   });
 
+  it('asks for a retry when a refused request’s body was too large to keep for a replay', async () => {
+    const refreshes = as.counts.refreshes;
+    for (const [token, grant] of as.accessTokens) if (grant.user === 'alice') as.accessTokens.delete(token);
+    const big = 'x'.repeat(100 * 1024);
+    const refused = await api(gw, alice, 'POST', '/connections/tools/echo-headers', { big });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('0');
+    expect(refused.body.error).toBe('connection_token_renewed');
+    expect(as.counts.refreshes).toBe(refreshes + 1);
+    const retried = await api(gw, alice, 'POST', '/connections/tools/echo-headers', { big });
+    expect(retried.status).toBe(200);
+    expect(retried.body.bytes).toBe(JSON.stringify({ big }).length);
+  });
+
   it('streams server-sent events as they happen', async () => {
     const client = await mcpClient(`${gw.url}/connections/tools/`, alice);
     try {

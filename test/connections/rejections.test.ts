@@ -101,6 +101,28 @@ describe('adding a connection', () => {
     expect(res.body.message).toContain('/.well-known/oauth-authorization-server/mcp');
   });
 
+  it('reads no metadata larger than connections.maxResponseBytes', async () => {
+    const huge = createServer((req, res) => {
+      if (req.method === 'POST') {
+        req.resume();
+        res.writeHead(401, { 'www-authenticate': 'Bearer resource_metadata="/big"' }).end();
+        return;
+      }
+      if (req.url === '/big') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ authorization_servers: ['http://127.0.0.1:9'], padding: 'x'.repeat(300 * 1024) }));
+        return;
+      }
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => huge.listen(0, '127.0.0.1', resolve));
+    servers.push({ close: () => new Promise<void>((resolve) => huge.close(() => resolve())) });
+    const res = await create({ name: 'huge', url: `http://127.0.0.1:${(huge.address() as AddressInfo).port}/mcp` });
+    expect(res.status).toBe(502);
+    expect(res.body.error).toBe('discovery_failed');
+    expect(res.body.message).toContain('answered with more than 262144 bytes');
+  });
+
   it('refuses when registration is refused, and stores nothing', async () => {
     const { resource } = await upstream({ registration: 'refuse' });
     const res = await create({ name: 'refused', url: resource.url });
@@ -235,6 +257,29 @@ describe('authorizing', () => {
     expect(res.status).toBe(502);
     expect(res.body.error).toBe('client_rejected');
     expect(other.counts.registrations).toBe(0);
+  });
+});
+
+describe('an authorization that takes too long (connections.authorizeTtl)', () => {
+  it('is refused at the callback, on the gateway’s clock', async () => {
+    let clock = Date.now();
+    const timed = await startTestGateway({ now: () => clock });
+    try {
+      const { as, resource } = await upstream();
+      expect((await api(timed, timed.adminAuth, 'POST', '/api/admin/connections', { name: 'slow', url: resource.url, auth: 'oauth2.1' })).status).toBe(201);
+      const erin = await addUser(timed, 'erin');
+      const start = await api(timed, erin, 'GET', '/api/connections/slow/authorize');
+      const consent = await fetch(start.headers.get('location')!, { headers: { cookie: 'as_user=erin' }, redirect: 'manual' });
+      const callback = new URL(consent.headers.get('location')!);
+      clock += 601_000;
+      const late = await api(timed, erin, 'GET', callback.pathname + callback.search);
+      expect(late.status).toBe(400);
+      expect(late.body.error).toBe('invalid_state');
+      expect(late.body.message).toContain('took too long');
+      expect(as.counts.codeGrants).toBe(0);
+    } finally {
+      await timed.close();
+    }
   });
 });
 
