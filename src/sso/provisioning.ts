@@ -166,7 +166,9 @@ export class Provisioner {
 
     // Decided after the insert, through a primary key: of two first logins at once,
     // exactly one inserts the marker and becomes admin.
-    if (this.#o.firstUserAdmin && !user.roles.includes(ROLE_ADMIN) && (await this.#claimFirstAdmin(user.name))) {
+    // The marker is claimed by the first SSO user whatever their roles or the setting, so
+    // "first" never moves on to a later user (an admin by roles claim, or after a change).
+    if ((await this.#claimFirstAdmin(user.name)) && this.#o.firstUserAdmin && !user.roles.includes(ROLE_ADMIN)) {
       user = await this.#o.users.update(user.name, { roles: [...user.roles, ROLE_ADMIN] });
       this.#o.logger.info({ provider: p.id, user: user.name }, 'the first SSO user was made an administrator');
     }

@@ -62,6 +62,12 @@ export async function registerPublicSsoRoutes(app: FastifyInstance, deps: SsoRou
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: MAX_FORM_BYTES }, (_request, body, done) => {
       done(null, new URLSearchParams(body as string));
     });
+    // Any other body is not a logout request: answered in the spec's error format, not 415.
+    scope.removeContentTypeParser('application/json');
+    scope.addContentTypeParser('*', (_request, payload, done) => {
+      payload.resume();
+      done(null, undefined);
+    });
 
     scope.get<{ Params: { id: string }; Querystring: { next?: string } }>('/auth/sso/:id/login', { schema: { params: idParam } }, async (request, reply) => {
       const client = clientFor(request.params.id);
@@ -113,10 +119,12 @@ export async function registerPublicSsoRoutes(app: FastifyInstance, deps: SsoRou
 async function finishLogin(request: FastifyRequest, reply: FastifyReply, client: ProviderClient, cookie: LoginCookie, deps: SsoRouteDeps): Promise<string> {
   const query = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '');
   const pending = openLogin(deps.secrets, client.id, readCookie(request.headers.cookie ?? '', cookie.name), deps.now());
-  const providerError = query.get('error');
-  if (providerError !== null) throw SsoErrors.providerError(providerError.slice(0, 80), query.get('error_description')?.slice(0, 120) ?? undefined);
   if (!pending) throw SsoErrors.loginExpired();
   if (query.get('state') !== pending.state) throw SsoErrors.stateMismatch();
+  // Only an answer to the login this browser started may put the provider's words on the
+  // login page (else anyone could link to a callback carrying a message of their choice).
+  const providerError = query.get('error');
+  if (providerError !== null) throw SsoErrors.providerError(providerError.slice(0, 80), query.get('error_description')?.slice(0, 120) ?? undefined);
 
   const callbackUrl = new URL(`${deps.publicUrl()}/auth/sso/${encodeURIComponent(client.id)}/callback`);
   callbackUrl.search = query.toString();
@@ -133,10 +141,8 @@ async function finishLogin(request: FastifyRequest, reply: FastifyReply, client:
     { provider: client.id, subject: user.subject, userName: user.userName, sessionId: record.id, sid: result.sid, tokens: result.tokens },
     client.config.maxSessionsPerUser,
   );
-  reply.header('set-cookie', [
-    clearedLoginCookie(cookie),
-    sessionCookie({ name: deps.sessionCookie.name, maxAgeSeconds: deps.sessionCookie.maxAgeSeconds, secure: cookie.secure }, token),
-  ]);
+  // Appended to the cleared login cookie the route already set.
+  reply.header('set-cookie', sessionCookie({ name: deps.sessionCookie.name, maxAgeSeconds: deps.sessionCookie.maxAgeSeconds, secure: cookie.secure }, token));
   reply.redirect(pending.returnTo, 302);
   return user.userName;
 }

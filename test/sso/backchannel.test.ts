@@ -122,6 +122,20 @@ describe('back-channel logout', () => {
     });
 
     it('no logout_token', () => expectRefused(undefined, /Missing logout_token/));
+    it('two logout_tokens', async () => {
+      const response = await post(`logout_token=${await token({ sub: 'dora' })}&logout_token=${await token({ sub: 'dora' })}`);
+      expect(response.status).toBe(400);
+      expect((await json(response)).error_description).toMatch(/Missing logout_token/);
+    });
+    it('a JSON body instead of a form', async () => {
+      const response = await fetch(`${gw.url}/auth/sso/backchannel-logout`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ logout_token: await token({ sub: 'dora' }) }),
+      });
+      expect(response.status).toBe(400);
+      expect(await json(response)).toEqual({ error: 'invalid_request', error_description: 'Missing logout_token parameter' });
+    });
     it('a malformed token', () => expectRefused('not.a.jwt', /Malformed/));
     it('a wrong issuer', async () => expectRefused(await token({ sub: 'dora', iss: 'http://127.0.0.1:9/other' }), /issuer/));
     it('a wrong audience', async () => expectRefused(await token({ sub: 'dora', aud: 'client-someone-else' }), /audience/));

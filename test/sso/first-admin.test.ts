@@ -60,3 +60,29 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
     });
   });
 }
+
+describe('first SSO user who is already an admin by roles claim', () => {
+  let op: TestOp;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    op = await startOp();
+    op.accounts.set('boss', { email: 'boss@example.com', email_verified: true, preferred_username: 'boss', roles: ['gw-admin'] });
+    op.accounts.set('staff', { email: 'staff@example.com', email_verified: true, preferred_username: 'staff', roles: ['gw-user'] });
+    gw = await gatewayWithOp(op, [{ id: 'op', roles: { enabled: true, allowed: ['gw-user'], admin: ['gw-admin'] } }]);
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await op?.close();
+  });
+
+  // Regression: the first-admin marker was claimed only by users who were not admins yet,
+  // so the next plain user became "first" and admin.
+  it('still uses up "first": the next user is not made admin', async () => {
+    const boss = new Browser();
+    await boss.fetch(await atProvider(boss, await startLogin(boss, gw.url, 'op'), 'boss', new URL(gw.url).origin));
+    expect((await json(await boss.fetch(`${gw.url}/api/me`))).roles).toEqual(['ROLE_ADMIN', 'ROLE_USER']);
+    const staff = new Browser();
+    await staff.fetch(await atProvider(staff, await startLogin(staff, gw.url, 'op'), 'staff', new URL(gw.url).origin));
+    expect((await json(await staff.fetch(`${gw.url}/api/me`))).roles).toEqual(['ROLE_USER']);
+  });
+});

@@ -252,6 +252,11 @@ describe('single sign-on with an OpenID provider', () => {
     expect(denied.error!.length).toBeLessThanOrEqual(200);
     expect(denied.error).not.toMatch(/[\r\n]/);
 
+    // A crafted link cannot put words on the login page: no login was started by this browser.
+    const crafted = await outcomeOf(await new Browser().fetch(`${gw.url}/auth/sso/op/callback?error=x&error_description=Call+555-0100+now`));
+    expect(crafted.status).toBe(400);
+    expect(crafted.error).not.toMatch(/555/);
+
     // The login cookie is single-use: the failed callback cleared it.
     const stale = await outcomeOf(await b.fetch(`${gw.url}/auth/sso/op/callback?code=abc&state=${state}`));
     expect(stale.status).toBe(400);

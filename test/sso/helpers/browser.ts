@@ -10,6 +10,13 @@ export class Browser {
     return this.#jar.get(origin)?.get(name)?.value;
   }
 
+  /** A new browser holding this one's cookies for `origin` (e.g. a provider session). */
+  fork(origin: string): Browser {
+    const other = new Browser();
+    for (const [name, c] of this.#jar.get(origin) ?? []) other.setCookie(origin, name, c.value, c.path);
+    return other;
+  }
+
   setCookie(origin: string, name: string, value: string, path = '/'): void {
     let cookies = this.#jar.get(origin);
     if (!cookies) this.#jar.set(origin, (cookies = new Map()));
