@@ -1,9 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestGateway } from '../helpers/gateway.ts';
+import { PG_URL, dropPgSchema, freshPgSchema, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { withSsoTables } from '../../src/sso/tables.ts';
 import { Browser, signIn } from './helpers/browser.ts';
 import { startOp, type TestOp } from './helpers/op.ts';
-import { gatewayWithOp, json } from './helpers/setup.ts';
+import { gatewayWithOp, json, secretOf } from './helpers/setup.ts';
 
 /**
  * Provider tokens: sealed at rest, refreshed within the margin (one refresh for
@@ -99,5 +100,56 @@ describe('provider tokens', () => {
     const logout = await alice.fetch(`${gw.url}/api/auth/logout`, { method: 'POST', headers: { origin: gw.url } });
     expect(logout.status).toBe(204);
     expect(await rows('alice')).toHaveLength(count - 1);
+  });
+
+  it('keeps the tokens for a later try when the provider cannot be reached (runs last: stops the provider)', async () => {
+    op.accounts.set('fay', { email: 'fay@example.com', email_verified: true, preferred_username: 'fay' });
+    const fay = new Browser();
+    expect((await signIn(fay, gw.url, 'op', 'fay')).status).toBe(302);
+    await op.close();
+    offset += 400_000;
+    expect((await sso(fay)).token).toBeNull();
+    const [row] = await rows('fay');
+    expect(row).toBeDefined();
+    expect(row!.refreshing_until).toBeNull();
+  });
+});
+
+describe('provider token refresh across two gateway nodes (PostgreSQL)', () => {
+  let op: TestOp;
+  let nodeA: TestGateway;
+  let nodeB: TestGateway;
+  let offset = 0;
+  const now = () => Date.now() + offset;
+  const schema = freshPgSchema();
+
+  beforeAll(async () => {
+    op = await startOp({ accessTokenTtl: 600 });
+    op.accounts.set('erin', { email: 'erin@example.com', email_verified: true, preferred_username: 'erin' });
+    const shared = { database: `${PG_URL}?schema=${schema}`, secretKey: randomBytes(32).toString('base64') };
+    nodeA = await gatewayWithOp(op, [{ id: 'op' }], { config: shared, now });
+    nodeB = await startTestGateway({
+      config: { ...shared, sso: { providers: [{ id: 'op', type: 'oidc', issuer: op.issuer, clientId: 'client-op', clientSecret: secretOf('op') }] } },
+      now,
+    });
+  });
+  afterAll(async () => {
+    await nodeA?.close();
+    await nodeB?.close();
+    await op?.close();
+    await dropPgSchema(schema);
+  });
+
+  it('refreshes once when both nodes need the same token at the same moment (a lease, not two rotations)', async () => {
+    const erin = new Browser();
+    expect((await signIn(erin, nodeA.url, 'op', 'erin')).status).toBe(302);
+    const cookie = `portcullis_session=${erin.cookie(new URL(nodeA.url).origin, 'portcullis_session')}`;
+    const read = async (url: string) => json(await fetch(`${url}/api/me/sso`, { headers: { cookie } }));
+    const before = (await read(nodeA.url)).token.expiresAt;
+    offset += 400_000;
+    const [a, b] = await Promise.all([read(nodeA.url), read(nodeB.url)]);
+    expect(op.refreshCount()).toBe(1);
+    expect(a.token.expiresAt).toBe(b.token.expiresAt);
+    expect(Date.parse(a.token.expiresAt)).toBeGreaterThan(Date.parse(before));
   });
 });
