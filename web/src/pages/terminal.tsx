@@ -6,6 +6,9 @@ import { ApiError, get, type Device } from '../api.ts';
 import { Button, Notice, Page } from '../ui.tsx';
 import { DEVICE_POLL_MS, Status } from './home.tsx';
 
+/** Most input kept while a session is connecting (bytes). */
+const MAX_PENDING_INPUT = 4096;
+
 type Conn =
   | { state: 'connecting' }
   | { state: 'open' }
@@ -42,6 +45,14 @@ export function TerminalPage(props: { id?: string }) {
   const termRef = useRef<{ term: Terminal; fit: FitAddon } | null>(null);
   const wsRef = useRef<WebSocket | null>(null);
   const wasOnline = useRef<boolean | null>(null);
+  /** Re-reads the device's state at once (after a session ends, it may have gone offline). */
+  const pollNow = useRef<() => void>(() => undefined);
+  // Keys typed while the session is still connecting, sent once it opens (bounded).
+  const pending = useRef<Uint8Array<ArrayBuffer>[]>([]);
+  const queueInput = (data: Uint8Array<ArrayBuffer>) => {
+    const size = pending.current.reduce((n, c) => n + c.length, 0);
+    if (size + data.length <= MAX_PENDING_INPUT) pending.current.push(data);
+  };
 
   // Follow the device's online state (the list is the caller's allowed devices).
   useEffect(() => {
@@ -55,9 +66,11 @@ export function TerminalPage(props: { id?: string }) {
       }
     };
     void poll(false);
+    pollNow.current = () => void poll(true);
     const t = setInterval(() => document.visibilityState === 'visible' && void poll(true), DEVICE_POLL_MS);
     return () => {
       stop = true;
+      pollNow.current = () => undefined;
       clearInterval(t);
     };
   }, [id]);
@@ -105,6 +118,7 @@ export function TerminalPage(props: { id?: string }) {
     const send = (data: Uint8Array<ArrayBuffer> | string) => {
       const ws = wsRef.current;
       if (ws && ws.readyState === WebSocket.OPEN) ws.send(data);
+      else if (ws && ws.readyState === WebSocket.CONNECTING && typeof data !== 'string') queueInput(data);
     };
     const subs = [
       term.onData((d) => send(encoder.encode(d))),
@@ -139,6 +153,7 @@ export function TerminalPage(props: { id?: string }) {
     }
     let ended: Conn | null = null;
     setConn({ state: 'connecting' });
+    pending.current = [];
     const ws = new WebSocket(terminalUrl(id));
     ws.binaryType = 'arraybuffer';
     wsRef.current = ws;
@@ -151,6 +166,7 @@ export function TerminalPage(props: { id?: string }) {
         // Layout not ready; the ResizeObserver will fit and send the size.
       }
       ws.send(JSON.stringify({ type: 'resize', cols: t.term.cols, rows: t.term.rows }));
+      for (const chunk of pending.current.splice(0)) ws.send(chunk);
       t.term.focus();
     };
     ws.onmessage = (ev) => {
@@ -158,7 +174,10 @@ export function TerminalPage(props: { id?: string }) {
         const c = parseControl(ev.data);
         if (c?.type === 'exit') ended = { state: 'closed', kind: 'exit', message: `The session ended (exit code ${c.code}).` };
         else if (c?.type === 'error') ended = { state: 'closed', kind: 'error', message: c.message };
-        if (ended) setConn(ended);
+        if (ended) {
+          setConn(ended);
+          pollNow.current();
+        }
       } else {
         t.term.write(new Uint8Array(ev.data as ArrayBuffer));
       }
@@ -166,6 +185,7 @@ export function TerminalPage(props: { id?: string }) {
     ws.onclose = (ev) => {
       if (wsRef.current !== ws) return;
       wsRef.current = null;
+      pollNow.current();
       if (ended) return;
       // The upgrade was refused or the link dropped: work out why from the API.
       void explainClose(id, ev).then((message) =>
@@ -219,7 +239,7 @@ export function TerminalPage(props: { id?: string }) {
             </Notice>
           )}
         </div>
-        <div class={`term-box ${closed ? 'is-closed' : ''}`} ref={box} role="region" aria-label="Terminal" aria-describedby="term-hint" />
+        <div class={`term-box ${closed ? 'is-closed' : ''}`} ref={box} data-state={conn.state} role="region" aria-label="Terminal" aria-describedby="term-hint" />
         <p id="term-hint" class="muted small term-hint">Every key goes to the shell. <kbd>Shift</kbd>+<kbd>Esc</kbd> leaves the terminal.</p>
       </Page>
     </div>
