@@ -84,6 +84,7 @@ describe('GitHub and generic OAuth 2 providers', () => {
         sso: {
           providers: [
             { id: 'github', type: 'github', clientId: 'gh-client', clientSecret: 'gh-secret', ...endpoints, apiUrl: `${gh.url}/api/v3` },
+            { id: 'down', type: 'oidc', issuer: 'http://127.0.0.1:9/nothing-listens-here', clientId: 'c', clientSecret: 's' },
             { id: 'github-fallback', type: 'github', clientId: 'gh-client', clientSecret: 'gh-secret', ...endpoints, apiUrl: `${gh.url}/api/v3`, emailFallback: true },
             {
               id: 'generic',
@@ -165,5 +166,12 @@ describe('GitHub and generic OAuth 2 providers', () => {
     expect(outcome.status).toBe(502);
     expect(outcome.error).toMatch(/^The provider did not complete the sign-in/);
     expect(outcome.error).not.toContain('stolen');
+  });
+
+  it('sends the browser back to the login page when a provider cannot be reached', async () => {
+    const outcome = await outcomeOf(await new Browser().fetch(`${gw.url}/auth/sso/down/login`));
+    expect(outcome.status).toBe(502);
+    expect(outcome.response.headers.get('x-portcullis-error')).toBe('sso_provider_unavailable');
+    expect(outcome.error).toBe('The identity provider cannot be reached right now.');
   });
 });

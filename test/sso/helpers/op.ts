@@ -81,7 +81,13 @@ export async function startOp(options: { accessTokenTtl?: number } = {}): Promis
         devInteractions: { enabled: true },
         backchannelLogout: { enabled: true },
         revocation: { enabled: true },
-        rpInitiatedLogout: { enabled: true },
+        rpInitiatedLogout: {
+          enabled: true,
+          // A bare confirmation page (the default one prints a customisation notice).
+          logoutSource: async (ctx, form) => {
+            ctx.body = `<!DOCTYPE html><html><body>${form}<button type="submit" form="op.logoutForm" value="yes" name="logout">Sign out</button></body></html>`;
+          },
+        },
       },
       ttl: {
         AccessToken: options.accessTokenTtl ?? 3600,
