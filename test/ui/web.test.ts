@@ -165,12 +165,15 @@ describe.skipIf(!browserAvailable())('web UI in a real browser', { timeout: UI_T
     await here.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'My sessions' }).click();
     await here.page.getByRole('heading', { name: 'My sessions' }).waitFor();
     const rows = here.page.locator('tbody tr');
+    await rows.first().waitFor();
     await expect(rows.count()).resolves.toBeGreaterThanOrEqual(2);
     await expect(rows.first().innerText()).resolves.toContain('This browser');
     await screenshot(here.page, 'my-sessions');
 
-    // End the other browser's session (the first row that is not this one).
-    const other = here.page.locator('tbody tr:not(.current)').first();
+    // End the other browser's session (older sessions of earlier tests are listed too).
+    const theirs = (await (await there.page.request.get(`${gw.url}/api/me/sessions`)).json()) as Array<{ id: string; current: boolean }>;
+    const otherId = theirs.find((x) => x.current)!.id;
+    const other = here.page.locator(`tbody tr[data-session="${otherId}"]`);
     const before = await rows.count();
     await other.getByRole('button', { name: 'Sign out' }).click();
     await here.page.getByRole('button', { name: 'End session' }).click();

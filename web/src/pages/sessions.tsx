@@ -31,7 +31,7 @@ export function SessionsPage() {
           <thead><tr><th scope="col">Browser</th><th scope="col">Address</th><th scope="col">Signed in</th><th scope="col">Last active</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
           <tbody>
             {list.map((x) => (
-              <tr key={x.id} class={x.current ? 'current' : ''}>
+              <tr key={x.id} class={x.current ? 'current' : ''} data-session={x.id}>
                 <td data-label="Browser">
                   <span title={x.userAgent ?? ''}>{describeAgent(x.userAgent)}</span>
                   {x.current && <span class="badge ok">This browser</span>}
