@@ -11,5 +11,5 @@ export {
 } from './service.ts';
 export { discover, resourceMetadataUrls, authorizationServerMetadataUrls, metadataCandidates, resourceMetadataParam, type Discovery } from './discovery.ts';
 export { negotiateAuthMethod } from './registration.ts';
-export { Outbound, isPrivateAddress } from './outbound.ts';
+export { Outbound } from './outbound.ts';
 export { ConnectionErrors } from './errors.ts';

@@ -1,6 +1,6 @@
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP } from 'node:net';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { PrivateAddressError, guardedLookup, isPrivateAddress } from '../outbound/index.ts';
 import { ConnectionErrors } from './errors.ts';
 
 /**
@@ -18,56 +18,6 @@ export interface OutboundPolicy {
   /** Largest response body read, bytes. */
   readonly maxResponseBytes: number;
 }
-
-const PRIVATE = new BlockList();
-for (const [net, prefix] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['224.0.0.0', 3],
-] as const) {
-  PRIVATE.addSubnet(net, prefix, 'ipv4');
-}
-for (const [net, prefix] of [
-  ['::', 127],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-] as const) {
-  PRIVATE.addSubnet(net, prefix, 'ipv6');
-}
-
-/** Loopback, private, link-local, CGNAT, multicast and unspecified addresses. */
-export function isPrivateAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return PRIVATE.check(address, 'ipv4');
-  if (family !== 6) return false;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return PRIVATE.check(mapped[1]!, 'ipv4');
-  return PRIVATE.check(address, 'ipv6');
-}
-
-class PrivateAddressError extends Error {
-  readonly code = 'ERR_PRIVATE_ADDRESS';
-}
-
-/** A DNS lookup that refuses names resolving to a private address (checked at connect time, so rebinding cannot slip past). */
-const guardedLookup: LookupFunction = (hostname, options, callback) => {
-  dnsLookup(hostname, { ...options, all: true }, (error, addresses: LookupAddress[]) => {
-    if (error) return (callback as (e: Error) => void)(error);
-    const bad = addresses.find((a) => isPrivateAddress(a.address));
-    if (bad) return (callback as (e: Error) => void)(new PrivateAddressError(`${hostname} resolves to the private address ${bad.address}`));
-    if ((options as { all?: boolean }).all) return (callback as (e: null, a: LookupAddress[]) => void)(null, addresses);
-    const first = addresses[0]!;
-    (callback as (e: null, a: string, f: number) => void)(null, first.address, first.family);
-  });
-};
 
 export interface OutboundInit {
   method?: string;

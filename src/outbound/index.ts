@@ -1,0 +1,1 @@
+export { guardedLookup, isPrivateAddress, PrivateAddressError } from './address-guard.ts';
