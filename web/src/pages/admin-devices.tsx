@@ -52,7 +52,7 @@ export function AdminDevicesPage() {
                     {d.agentVersion && <div class="muted small">agent {d.agentVersion}</div>}
                     {d.enrolled === false && d.enrollment && (
                       <div class="muted small">
-                        {d.enrollment.used ? 'token used' : new Date(d.enrollment.expiresAt).getTime() < Date.now() ? 'token expired' : <>token valid until <Time at={d.enrollment.expiresAt} /></>}
+                        {d.enrollment.used ? 'token used' : new Date(d.enrollment.expiresAt).getTime() < Date.now() ? 'token expired' : <>token expires <Time at={d.enrollment.expiresAt} /></>}
                       </div>
                     )}
                     {!!d.sessions && <div class="muted small">{d.sessions} open terminal{d.sessions === 1 ? '' : 's'}</div>}
@@ -90,7 +90,7 @@ function EnrollmentPanel(props: { device: string; e: Enrollment; onDone: () => v
   return (
     <section class="card stack enrollment" aria-labelledby="enroll-title">
       <h2 id="enroll-title">Enroll {props.device}</h2>
-      <p>Run this on the device, as the user whose shell it should open. The token works once, until <Time at={props.e.expiresAt} /> ({new Date(props.e.expiresAt).toLocaleString()}).</p>
+      <p>Run this on the device, as the user whose shell it should open. The token works once; it expires <Time at={props.e.expiresAt} /> ({new Date(props.e.expiresAt).toLocaleString()}).</p>
       <CopyField id="enroll-command" label="Enrollment command" value={props.e.command} />
       <div class="row"><Button onClick={props.onDone}>Done</Button></div>
     </section>

@@ -38,7 +38,7 @@ export function ConnectionsPage() {
       {!list && conns.loading && <Loading />}
       {list && list.length === 0 && <p class="empty">No connections are configured.</p>}
       {list && list.length > 0 && (
-        <ul class="cards" aria-label="Connections">
+        <ul class="cards wide" aria-label="Connections">
           {list.map((c) => (
             <li class="card" key={c.name} data-connection={c.name}>
               <div class="device-head">
