@@ -4,7 +4,7 @@ import { LocalBus, RedisBus, type Bus } from '../cluster/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { UserDirectory } from '../identity/index.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { KeyRing } from '../tokens/index.ts';
+import { keyRingFor } from '../tokens/index.ts';
 import { UsageError } from './main.ts';
 
 /** What admin subcommands work with: the store, and the bus so running nodes hear of changes. */
@@ -119,14 +119,7 @@ export async function runAdminCommand(command: string, args: string[], print: (t
         print(`removed group ${name}`);
         return 0;
       case 'keys rotate': {
-        const keys = new KeyRing({
-          db: store.db,
-          secrets: store.secrets,
-          algorithm: config.jwt.algorithm,
-          privateKeyPem: config.jwt.privateKey,
-          publicKeyPem: config.jwt.publicKey,
-          ttlMs: config.jwt.ttl * 1000,
-        });
+        const keys = keyRingFor(store, config.jwt);
         const kid = await keys.rotate();
         await bus.publish({ type: 'keys-changed' });
         print(`new signing key ${kid}; the previous key stays published for ${config.jwt.ttl} s`);

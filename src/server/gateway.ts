@@ -17,7 +17,7 @@ import {
 } from '../identity/index.ts';
 import { Forwarder, ProxyTarget, handleProxyUpgrade, registerProxyAdminRoutes, registerProxyRoutes, type ProxyDeps } from '../proxy/index.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { JwtIssuer, KeyRing } from '../tokens/index.ts';
+import { JwtIssuer, keyRingFor, type KeyRing } from '../tokens/index.ts';
 import { registerWebUi } from '../web/index.ts';
 import { builtInCapabilities } from './capabilities.ts';
 import { installErrorHandling } from './errors.ts';
@@ -120,15 +120,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const publicUrl = () => boundUrl;
   const publicOrigin = () => new URL(boundUrl).origin;
 
-  const keys = new KeyRing({
-    db: store.db,
-    secrets: store.secrets,
-    algorithm: config.jwt.algorithm,
-    privateKeyPem: config.jwt.privateKey,
-    publicKeyPem: config.jwt.publicKey,
-    ttlMs: config.jwt.ttl * 1000,
-    now,
-  });
+  const keys = keyRingFor(store, config.jwt, now);
   await keys.load();
   const jwt = new JwtIssuer({ keys, issuer: publicUrl, audience: config.jwt.audience, ttlMs: config.jwt.ttl * 1000, now });
   const cacheTtlMs = config.sessions.cacheTtl * 1000;

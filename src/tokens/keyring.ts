@@ -146,6 +146,23 @@ export class KeyRing {
   }
 }
 
+/** The key ring the `jwt` configuration section describes, over a store. */
+export function keyRingFor(
+  store: { db: Kysely<Database>; secrets: SecretBox },
+  jwt: { algorithm: JwtAlgorithm; privateKey?: string | undefined; publicKey?: string | undefined; ttl: number },
+  now?: () => number,
+): KeyRing {
+  return new KeyRing({
+    db: store.db,
+    secrets: store.secrets,
+    algorithm: jwt.algorithm,
+    privateKeyPem: jwt.privateKey,
+    publicKeyPem: jwt.publicKey,
+    ttlMs: jwt.ttl * 1000,
+    ...(now ? { now } : {}),
+  });
+}
+
 async function keyFromPem(algorithm: JwtAlgorithm, privatePem: string, publicPem: string): Promise<SigningKey> {
   let privateKey: KeyObject;
   let publicKey: KeyObject;
