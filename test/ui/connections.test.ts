@@ -41,7 +41,7 @@ describe.skipIf(!browserAvailable())('connections in a real browser', { timeout:
   test('an admin adds an OAuth connection; a user authorizes it and comes back authorized', async () => {
     const admin = await b.newPage();
     await signIn(admin.page, gw.url, 'admin', gw.adminPassword);
-    await admin.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Connections' }).last().click();
+    await admin.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Manage Connections' }).click();
     await admin.page.getByRole('heading', { name: 'Manage connections' }).waitFor();
     await admin.page.getByRole('button', { name: 'New connection' }).click();
     await admin.page.getByLabel('Name', { exact: true }).fill('tools');
@@ -60,7 +60,7 @@ describe.skipIf(!browserAvailable())('connections in a real browser', { timeout:
     // Signed in at the authorization server already: it consents at once.
     await user.context.addCookies([{ name: 'as_user', value: 'erin', url: as.origin }]);
     await signIn(user.page, gw.url, 'erin', 'erin-password-1');
-    await user.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Connections' }).click();
+    await user.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Connections', exact: true }).click();
     const card = user.page.locator('li[data-connection="tools"]');
     await expect(card.innerText()).resolves.toContain('Not authorized');
     await card.getByRole('link', { name: 'Authorize tools' }).click();

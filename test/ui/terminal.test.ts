@@ -89,7 +89,7 @@ describe.skipIf(!browserAvailable())('browser terminal', { timeout: UI_TEST_TIME
   test('an admin enrolls a device with the copied command; it comes online without a reload', async () => {
     const { context, page } = await b.newPage();
     await signIn(page, gw.url, 'admin', gw.adminPassword);
-    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Devices' }).last().click();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Manage Devices' }).click();
     await page.getByRole('heading', { name: 'Manage devices' }).waitFor();
     await page.getByRole('button', { name: 'New device' }).click();
     await page.getByLabel('Device name').fill('lab-box');
@@ -100,7 +100,7 @@ describe.skipIf(!browserAvailable())('browser terminal', { timeout: UI_TEST_TIME
     enrollToken = /--enroll (\S+)/.exec(command)![1]!;
 
     // The device list, left open, follows the agent coming online.
-    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Devices' }).first().click();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Devices', exact: true }).click();
     const card = page.locator('li.device', { hasText: 'lab-box' });
     await expect(card.innerText()).resolves.toContain('Offline');
     await startAgent(enrollToken);

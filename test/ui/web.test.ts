@@ -213,6 +213,48 @@ describe.skipIf(!browserAvailable())('web UI in a real browser', { timeout: UI_T
     await context.close();
   });
 
+  test('keyboard only: sign in, skip to content, open a page and create a user', async () => {
+    const { context, page } = await b.newPage();
+    const focusedText = () => page.evaluate('document.activeElement && (document.activeElement.getAttribute("aria-label") || document.activeElement.textContent || document.activeElement.id)');
+    await page.goto(`${gw.url}/`);
+    await page.waitForURL(/\/login$/);
+    // The user name field has focus on arrival.
+    await page.keyboard.type('admin');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(gw.adminPassword);
+    await page.keyboard.press('Enter');
+    await page.locator('nav#site-nav').waitFor({ state: 'attached' });
+
+    // Signed in, focus lands on the start page's heading.
+    await expect.poll(() => page.evaluate('document.activeElement.tagName')).toBe('H1');
+
+    // On a fresh page load the first Tab reaches the skip link, which moves focus past the navigation.
+    await page.reload();
+    await page.locator('nav#site-nav').waitFor({ state: 'attached' });
+    await page.keyboard.press('Tab');
+    await expect(focusedText()).resolves.toBe('Skip to content');
+    await page.keyboard.press('Enter');
+    await expect(page.evaluate('document.activeElement.id')).resolves.toBe('main');
+
+    // A navigation link opened with Enter puts focus on the new page's heading.
+    await page.getByRole('link', { name: 'Users', exact: true }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Users' }).waitFor();
+    await expect.poll(() => page.evaluate('document.activeElement.tagName')).toBe('H1');
+    await page.keyboard.press('Tab');
+    await expect(focusedText()).resolves.toBe('New user');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.evaluate('document.activeElement.id')).toBe('new-user-name');
+    await page.keyboard.type('kim');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('kim-password-1');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('ROLE_OPS');
+    await page.keyboard.press('Enter');
+    await page.getByText('User kim created.').waitFor();
+    await context.close();
+  });
+
   test('phone width: the menu folds behind a button and the pages stay readable', async () => {
     const { context, page } = await b.newPage({ width: 390, height: 844 });
     await signIn(page, gw.url, 'admin', gw.adminPassword);

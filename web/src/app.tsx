@@ -171,7 +171,7 @@ function Logo() {
   );
 }
 
-interface NavItem { href: string; label: string; show: boolean }
+interface NavItem { href: string; label: string; show: boolean; /** Read before the label by screen readers only. */ srPrefix?: string }
 
 function Nav() {
   const s = useSession();
@@ -186,9 +186,9 @@ function Nav() {
   const admin: NavItem[] = [
     { href: '/admin/users', label: 'Users', show: s.isAdmin },
     { href: '/admin/groups', label: 'Groups', show: s.isAdmin && f.adminGroups },
-    { href: '/admin/devices', label: 'Devices', show: s.isAdmin && f.adminDevices },
+    { href: '/admin/devices', label: 'Devices', srPrefix: 'Manage ', show: s.isAdmin && f.adminDevices },
     { href: '/admin/proxy', label: 'Proxy', show: s.isAdmin && f.adminProxy },
-    { href: '/admin/connections', label: 'Connections', show: s.isAdmin && f.adminConnections },
+    { href: '/admin/connections', label: 'Connections', srPrefix: 'Manage ', show: s.isAdmin && f.adminConnections },
   ];
   // Close the phone menu after navigating.
   const lastPath = useRef(loc.path);
@@ -200,7 +200,10 @@ function Nav() {
     href === '/' ? loc.path === '/' || loc.path.startsWith('/devices/') : loc.path === href || loc.path.startsWith(href + '/');
   const link = (i: NavItem) => (
     <li key={i.href}>
-      <a href={i.href} aria-current={current(i.href) ? 'page' : undefined}>{i.label}</a>
+      <a href={i.href} aria-current={current(i.href) ? 'page' : undefined}>
+        {i.srPrefix && <span class="sr-only">{i.srPrefix}</span>}
+        {i.label}
+      </a>
     </li>
   );
   const signOut = useSignOut();

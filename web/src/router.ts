@@ -40,6 +40,8 @@ export function interceptLinks(root: HTMLElement) {
     if (ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
     const a = (ev.target as Element | null)?.closest?.('a');
     if (!a || a.target || a.hasAttribute('download') || a.dataset.external !== undefined) return;
+    // In-page anchors (the skip link) keep the browser's behaviour.
+    if (a.getAttribute('href')?.startsWith('#')) return;
     const url = new URL(a.href, location.href);
     if (url.origin !== location.origin || isServerPath(url.pathname)) return;
     ev.preventDefault();

@@ -3,12 +3,20 @@ import type { ButtonHTMLAttributes, ComponentChildren } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { errorText, isMissing, onPending } from './api.ts';
 
+/** False until the first page has shown: a fresh load starts at the top (skip link first). */
+let navigatedInApp = false;
+
 /** Sets the document title and renders the page heading, focused on navigation for screen readers. */
 export function Page(props: { title: string; children: ComponentChildren; actions?: ComponentChildren }) {
   const h1 = useRef<HTMLHeadingElement>(null);
   useEffect(() => {
     document.title = `${props.title} · Portcullis`;
-    // Move focus to the new page's heading so keyboard and screen-reader users land on it.
+    if (!navigatedInApp) {
+      navigatedInApp = true;
+      return;
+    }
+    // After an in-app navigation, move focus to the new page's heading so keyboard and
+    // screen-reader users land on it (unless something on the page already took focus).
     if (document.activeElement === document.body || document.activeElement?.closest('nav')) h1.current?.focus();
   }, [props.title]);
   return (
@@ -254,4 +262,14 @@ export function LoadError(props: { error: unknown; retry?: () => void }) {
       {props.retry && <button type="button" class="btn plain small" onClick={props.retry}>Retry</button>}
     </Notice>
   );
+}
+
+/**
+ * Focuses the element when it appears. The `autofocus` attribute only works on page load,
+ * not for a form shown later, so forms opened by a button use this.
+ */
+export function useAutoFocus<T extends HTMLElement>() {
+  const ref = useRef<T>(null);
+  useEffect(() => ref.current?.focus(), []);
+  return ref;
 }

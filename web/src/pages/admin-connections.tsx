@@ -1,7 +1,7 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, patch, post, seg, type AdminConnection, type ConnectionAuth } from '../api.ts';
-import { Button, ConfirmButton, CopyField, LoadError, Loading, Notice, Page, useAction, useResource } from '../ui.tsx';
+import { Button, ConfirmButton, CopyField, LoadError, Loading, Notice, Page, useAction, useResource, useAutoFocus } from '../ui.tsx';
 
 const AUTH_OPTIONS: { value: ConnectionAuth; label: string }[] = [
   { value: 'oauth2.1', label: 'OAuth 2.1, the gateway registers itself' },
@@ -94,6 +94,7 @@ function ConnectionForm(props: { conn?: AdminConnection; onSaved: (name: string)
   const [clientSecret, setClientSecret] = useState('');
   const [scope, setScope] = useState(c?.scope ?? '');
   const action = useAction();
+  const focusRef = useAutoFocus<HTMLInputElement>();
   const id = c ? `conn-${c.name.replace(/[^\w-]/g, '_')}` : 'new-conn';
   const oauth = auth === 'oauth2.1' || auth === 'oauth2.1-static';
   const keepHint = c ? 'Leave empty to keep the current one.' : undefined;
@@ -117,7 +118,7 @@ function ConnectionForm(props: { conn?: AdminConnection; onSaved: (name: string)
         {!c && (
           <div class="field">
             <label for={`${id}-name`}>Name</label>
-            <input id={`${id}-name`} required autoFocus spellcheck={false} pattern="[A-Za-z0-9][A-Za-z0-9._\-]*"
+            <input id={`${id}-name`} required ref={focusRef} spellcheck={false} pattern="[A-Za-z0-9][A-Za-z0-9._\-]*"
               aria-describedby={`${id}-name-hint`} value={name} onInput={(e) => setName(e.currentTarget.value)} />
             <small id={`${id}-name-hint`} class="hint">Letters, digits, dots, dashes: it becomes the path /connections/NAME/.</small>
           </div>

@@ -1,7 +1,7 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, patch, post, seg, type AdminDevice, type Enrollment } from '../api.ts';
-import { Button, ConfirmButton, CopyField, LoadError, Loading, Notice, Page, Roles, Time, parseList, useAction, useResource } from '../ui.tsx';
+import { Button, ConfirmButton, CopyField, LoadError, Loading, Notice, Page, Roles, Time, parseList, useAction, useResource, useAutoFocus } from '../ui.tsx';
 import { DEVICE_POLL_MS, Status } from './home.tsx';
 
 /** Admin: devices — enroll (with the command to copy), allowed roles, disable, delete. */
@@ -101,6 +101,7 @@ function CreateDevice(props: { onCreated: (name: string, e: Enrollment) => void;
   const [name, setName] = useState('');
   const [roles, setRoles] = useState('');
   const action = useAction();
+  const focusRef = useAutoFocus<HTMLInputElement>();
   return (
     <form class="card stack" aria-labelledby="new-device-title" onSubmit={async (ev) => {
       ev.preventDefault();
@@ -116,7 +117,7 @@ function CreateDevice(props: { onCreated: (name: string, e: Enrollment) => void;
       <div class="grid">
         <div class="field">
           <label for="new-device-name">Device name</label>
-          <input id="new-device-name" required autoFocus spellcheck={false} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+          <input id="new-device-name" required ref={focusRef} spellcheck={false} value={name} onInput={(e) => setName(e.currentTarget.value)} />
         </div>
         <div class="field">
           <label for="new-device-roles">Allowed roles</label>

@@ -1,7 +1,7 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, patch, post, seg, type Group } from '../api.ts';
-import { Button, ConfirmButton, LoadError, Loading, Notice, Page, Roles, parseList, useAction, useResource } from '../ui.tsx';
+import { Button, ConfirmButton, LoadError, Loading, Notice, Page, Roles, parseList, useAction, useResource, useAutoFocus } from '../ui.tsx';
 
 /** Admin: groups, whose members receive the group's roles. */
 export function AdminGroupsPage() {
@@ -82,6 +82,7 @@ function GroupForm(props: { group?: Group; onSaved: (name: string) => void; onCa
   const [roles, setRoles] = useState((g?.roles ?? []).join(', '));
   const [members, setMembers] = useState((g?.members ?? []).join(', '));
   const action = useAction();
+  const focusRef = useAutoFocus<HTMLInputElement>();
   const id = g ? `group-${g.name.replace(/[^\w-]/g, '_')}` : 'new-group';
   return (
     <form class="card stack" aria-label={g ? `Edit group ${g.name}` : 'New group'} onSubmit={async (ev) => {
@@ -97,7 +98,7 @@ function GroupForm(props: { group?: Group; onSaved: (name: string) => void; onCa
         {!g && (
           <div class="field">
             <label for={`${id}-name`}>Group name</label>
-            <input id={`${id}-name`} required autoFocus spellcheck={false} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+            <input id={`${id}-name`} required ref={focusRef} spellcheck={false} value={name} onInput={(e) => setName(e.currentTarget.value)} />
           </div>
         )}
         <div class="field">

@@ -2,7 +2,7 @@ import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, patch, post, seg, type User } from '../api.ts';
 import { useSession } from '../session.ts';
-import { Button, ConfirmButton, LoadError, Loading, Notice, Page, Roles, Time, parseList, useAction, useResource } from '../ui.tsx';
+import { Button, ConfirmButton, LoadError, Loading, Notice, Page, Roles, Time, parseList, useAction, useResource, useAutoFocus } from '../ui.tsx';
 
 /** Admin: local users — create, roles, password reset, disable, delete. */
 export function AdminUsersPage() {
@@ -53,6 +53,7 @@ function CreateUser(props: { onCreated: (u: User) => void; onCancel: () => void 
   const [password, setPassword] = useState('');
   const [roles, setRoles] = useState('');
   const action = useAction();
+  const focusRef = useAutoFocus<HTMLInputElement>();
   const submit = async (ev: Event) => {
     ev.preventDefault();
     let created: User | undefined;
@@ -70,7 +71,7 @@ function CreateUser(props: { onCreated: (u: User) => void; onCancel: () => void 
       <div class="grid">
         <div class="field">
           <label for="new-user-name">User name</label>
-          <input id="new-user-name" required autocomplete="off" autocapitalize="none" spellcheck={false} autoFocus
+          <input id="new-user-name" required autocomplete="off" autocapitalize="none" spellcheck={false} ref={focusRef}
             value={name} onInput={(e) => setName(e.currentTarget.value)} />
         </div>
         <div class="field">
