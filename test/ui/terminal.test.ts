@@ -129,6 +129,26 @@ describe.skipIf(!browserAvailable())('browser terminal', { timeout: UI_TEST_TIME
     await context.close();
   });
 
+  test('a user whose roles the device does not allow sees neither the device nor its terminal', async () => {
+    const made = await fetch(`${gw.url}/api/admin/users`, {
+      method: 'POST',
+      headers: { authorization: gw.gateway.adminAuth, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'guest', password: 'guest-password-1' }),
+    });
+    expect(made.status).toBe(201);
+    const list = (await (await fetch(`${gw.url}/api/admin/devices`, { headers: { authorization: gw.gateway.adminAuth } })).json()) as Array<{ id: string; name: string }>;
+    const id = list.find((d) => d.name === 'lab-box')!.id;
+
+    const { context, page } = await b.newPage();
+    await signIn(page, gw.url, 'guest', 'guest-password-1');
+    await page.getByText('No devices are available to you yet.').waitFor();
+    await page.goto(`${gw.url}/devices/${encodeURIComponent(id)}`);
+    await expect(page.getByRole('alert').innerText()).resolves.toContain('you are not allowed to open it');
+    await expect(page.locator('.term-box').getAttribute('data-state')).resolves.toBe('closed');
+    await expect(page.getByRole('button', { name: /connect/i }).count()).resolves.toBe(0);
+    await context.close();
+  });
+
   test('when the shell exits the page says so and reconnect opens a new session', async () => {
     const { context, page } = await b.newPage();
     await signIn(page, gw.url, 'admin', gw.adminPassword);
