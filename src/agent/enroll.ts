@@ -2,8 +2,7 @@ import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
-import { agentEndpoints, generateSshEd25519Key, type EnrollRequest, type EnrollResponse } from '../protocol/index.ts';
+import { agentEndpoints, generateSshEd25519Key, ssh2, type EnrollRequest, type EnrollResponse } from '../protocol/index.ts';
 import { AgentError } from './errors.ts';
 import {
   HOST_KEY_FILE,

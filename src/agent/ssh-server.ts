@@ -2,8 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import os from 'node:os';
-import ssh2, { type Algorithms, type AuthContext, type Connection, type ParsedKey, type ServerChannel, type Session } from 'ssh2';
-import { SSH_ALGORITHMS, clampTerminalSize, type MuxStream } from '../protocol/index.ts';
+import type { Algorithms, AuthContext, Connection, ParsedKey, ServerChannel, Session } from 'ssh2';
+import { SSH_ALGORITHMS, clampTerminalSize, ssh2, type MuxStream } from '../protocol/index.ts';
 import type { AgentLogger } from './log.ts';
 import { SessionProcess, type PtySpec } from './session.ts';
 

@@ -3,7 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
+import { ssh2 } from '../protocol/index.ts';
 import { AgentError } from './errors.ts';
 
 /** What `state.json` holds: who this device is and whom it trusts. No secrets. */

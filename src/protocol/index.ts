@@ -21,3 +21,4 @@ export type { Frame, FrameErrorCode, DecodeResult, EnrollRequest, EnrollResponse
 export { StreamMux, MuxStream, DeviceProtocolError } from './mux.ts';
 export type { MuxSocket, StreamMuxOptions, DeviceProtocolErrorCode } from './mux.ts';
 export { generateSshEd25519Key } from './ssh-keys.ts';
+export { ssh2, ssh2NativeCrypto } from './ssh2.ts';
