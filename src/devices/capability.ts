@@ -14,6 +14,8 @@ export interface DeviceRuntimeStats {
   streams: number;
   /** Browser terminals open on this node. */
   terminals: number;
+  /** Terminals whose device output is paused because their browser is not keeping up. */
+  pausedOutputs: number;
 }
 
 const runtimes = new WeakMap<CapabilityContext, () => DeviceRuntimeStats>();
@@ -113,7 +115,7 @@ export async function devicesCapability(ctx: CapabilityContext): Promise<void> {
   ctx.upgrades.add(AGENT_CONNECT_PATH, (req, socket, head) => agents.handleUpgrade(req, socket, head), { authenticate: false });
   ctx.upgrades.add('/api/devices/:id/terminal', (req, socket, head, auth, params) => hub.handleUpgrade(req, socket, head, auth, params.id!));
 
-  runtimes.set(ctx, () => ({ agents: agents.size, streams: agents.streams(), terminals: hub.size }));
+  runtimes.set(ctx, () => ({ agents: agents.size, streams: agents.streams(), terminals: hub.size, pausedOutputs: hub.pausedOutputs() }));
   ctx.onClose(async (reason) => {
     unsubscribe();
     // Terminals first, so each is told why before its device connection goes.

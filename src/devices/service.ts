@@ -1,8 +1,7 @@
 import { createHash, createPublicKey, randomBytes, randomUUID } from 'node:crypto';
-import ssh2 from 'ssh2';
 import type { Bus } from '../cluster/index.ts';
 import { ROLE_ADMIN, isUniqueViolation, sortedRoles } from '../identity/index.ts';
-import type { EnrollRequest, EnrollResponse } from '../protocol/index.ts';
+import { ssh2, type EnrollRequest, type EnrollResponse } from '../protocol/index.ts';
 import { DeviceErrors } from './errors.ts';
 import type { DeviceRow, DeviceStore } from './store.ts';
 

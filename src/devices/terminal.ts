@@ -1,9 +1,9 @@
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
-import ssh2, { type Algorithms, type ClientChannel } from 'ssh2';
+import type { Algorithms, Client, ClientChannel } from 'ssh2';
 import type { WebSocket } from 'ws';
 import type { Principal } from '../identity/index.ts';
-import { DeviceProtocolError, SSH_ALGORITHMS, clampTerminalSize, type MuxStream } from '../protocol/index.ts';
+import { DeviceProtocolError, SSH_ALGORITHMS, clampTerminalSize, ssh2, type MuxStream } from '../protocol/index.ts';
 import type { AgentLink } from './agents.ts';
 import { clip } from './errors.ts';
 
@@ -85,7 +85,7 @@ export class TerminalSession {
   readonly #ws: WebSocket;
   #state: 'connecting' | 'open' | 'ended' = 'connecting';
   #stream: MuxStream | undefined;
-  #client: ssh2.Client | undefined;
+  #client: Client | undefined;
   #channel: ClientChannel | undefined;
   #size = DEFAULT_SIZE;
   #appliedSize = DEFAULT_SIZE;
@@ -125,6 +125,11 @@ export class TerminalSession {
       clearTimeout(this.#closeTimer);
       this.#release();
     });
+  }
+
+  /** Device output is paused because the browser is behind. */
+  get outputPaused(): boolean {
+    return this.#outputPaused;
   }
 
   get state(): 'connecting' | 'open' | 'ended' {
@@ -184,7 +189,7 @@ export class TerminalSession {
     }
   }
 
-  #openShell(client: ssh2.Client): void {
+  #openShell(client: Client): void {
     if (this.#state !== 'connecting') return;
     const size = this.#size;
     client.shell({ term: TERM, cols: size.cols, rows: size.rows, width: 0, height: 0 }, (err, channel) => {

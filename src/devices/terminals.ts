@@ -62,6 +62,13 @@ export class TerminalHub {
     return this.#sessions.size;
   }
 
+  /** Terminals whose device output is paused because their browser is behind. */
+  pausedOutputs(): number {
+    let n = 0;
+    for (const s of this.#sessions) if (s.outputPaused) n++;
+    return n;
+  }
+
   countForDevice(id: string): number {
     let n = 0;
     for (const s of this.#sessions) if (s.deviceId === id) n++;

@@ -3,7 +3,7 @@
  * its SQLite store, real agents (the Agent class in-process, with their in-process SSH
  * servers and real PTYs running real shells), and `ws` clients standing in for browsers.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
@@ -102,12 +102,14 @@ export type Control = { type: 'exit'; code: number } | { type: 'error'; message:
 /** A browser's side of a terminal: binary frames are terminal bytes, text frames JSON control. */
 export class TerminalClient {
   readonly ws: WebSocket;
-  output = '';
   readonly controls: Control[] = [];
   /** Resolves with the close code and reason (and when it happened). */
   readonly closed: Promise<{ code: number; reason: string; at: number }>;
   readonly opened: Promise<void>;
-  #listeners = new Set<() => void>();
+  /** Terminal bytes received so far. */
+  received = 0;
+  #chunks: string[] = [];
+  #listeners = new Set<(text: string) => void>();
 
   constructor(url: string, deviceId: string, headers: Record<string, string>, options: { maxPayload?: number } = {}) {
     const wsUrl = `${url.replace(/^http/, 'ws')}/api/devices/${encodeURIComponent(deviceId)}/terminal`;
@@ -120,11 +122,24 @@ export class TerminalClient {
     });
     this.opened.catch(() => {});
     this.ws.on('message', (data, isBinary) => {
-      if (isBinary) this.output += (data as Buffer).toString('utf8');
-      else this.controls.push(JSON.parse((data as Buffer).toString('utf8')) as Control);
-      for (const l of this.#listeners) l();
+      const buf = data as Buffer;
+      if (!isBinary) {
+        this.controls.push(JSON.parse(buf.toString('utf8')) as Control);
+        for (const l of this.#listeners) l('');
+        return;
+      }
+      this.received += buf.length;
+      const text = buf.toString('latin1');
+      this.#chunks.push(text);
+      for (const l of this.#listeners) l(text);
     });
     this.closed = new Promise((resolve) => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })));
+  }
+
+  /** Everything received, as text (bytes as Latin-1, so any byte sequence survives). */
+  get output(): string {
+    if (this.#chunks.length > 1) this.#chunks = [this.#chunks.join('')];
+    return this.#chunks[0] ?? '';
   }
 
   /** Opens a terminal and waits for the shell's first output. */
@@ -142,17 +157,24 @@ export class TerminalClient {
     this.ws.send(typeof message === 'string' ? message : JSON.stringify(message));
   }
 
-  /** Runs `cmd` and returns the first capture of `re` in what follows. */
+  /** Types `cmd` and a newline; resolves with the first match of `re` in the output that follows. */
   async run(cmd: string, re: RegExp, ms = 5_000): Promise<RegExpMatchArray> {
-    const from = this.output.length;
+    const from = this.received;
     this.type(`${cmd}\n`);
     return this.waitFor(re, ms, from);
   }
 
+  /**
+   * Resolves with the first match of `re` in the output after byte `from`. Matches are
+   * looked for in a sliding window (new bytes plus 4 KiB before them), so a flood of
+   * output costs each check only what arrived.
+   */
   waitFor(re: RegExp, ms = 5_000, from = 0): Promise<RegExpMatchArray> {
     return new Promise((resolve, reject) => {
-      const check = () => {
-        const m = this.output.slice(from).match(re);
+      let window = this.received > from ? this.output.slice(from - this.received) : '';
+      const check = (text: string) => {
+        window = (window + text).slice(-(4096 + text.length));
+        const m = window.match(re);
         if (m === null) return;
         this.#listeners.delete(check);
         clearTimeout(timer);
@@ -160,10 +182,10 @@ export class TerminalClient {
       };
       const timer = setTimeout(() => {
         this.#listeners.delete(check);
-        reject(new Error(`timed out waiting for ${re}; output: ${JSON.stringify(this.output.slice(-400))}; controls: ${JSON.stringify(this.controls)}`));
+        reject(new Error(`timed out waiting for ${re}; output: ${JSON.stringify(window.slice(-400))}; controls: ${JSON.stringify(this.controls)}`));
       }, ms);
       this.#listeners.add(check);
-      check();
+      check('');
     });
   }
 
@@ -218,4 +240,21 @@ export async function waitUntil(check: () => boolean | Promise<boolean>, ms = 5_
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** True when the pid no longer runs (gone, or a zombie nobody reaped yet). */
+export function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  let stat = '';
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return true;
+  }
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === 'Z' || state === 'X';
 }

@@ -1,6 +1,7 @@
 // Tier: integration. Real gateway, real agents (in-process), real shells in PTYs; a `ws`
 // client is the browser. What a terminal user sees, end to end.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ssh2NativeCrypto } from '../../src/protocol/index.ts';
 import { basic } from '../helpers/gateway.ts';
 import { TerminalClient, refusedUpgrade, startDevicesGateway, waitUntil, type DevicesGateway, type TestAgent } from './helpers.ts';
 
@@ -19,6 +20,10 @@ afterAll(async () => {
 });
 
 describe('browser terminal', () => {
+  it("runs ssh2 without its native addon (which can abort the process on Node 24, see src/protocol/ssh2.ts)", () => {
+    expect(ssh2NativeCrypto()).toBe(false);
+  });
+
   it('runs a command and shows its output; the device learns the gateway user', async () => {
     const t = await TerminalClient.open(gw.url, lab.id, admin);
     const m = await t.run('echo "sum=$((6*7)) user=$PORTCULLIS_USER"', /sum=(\d+) user=(\S+)/);
