@@ -47,6 +47,12 @@ interface PtyInternals {
 /** Queued PTY input (bytes) above which the channel is paused; resumed below a quarter. */
 const INPUT_HIGH_WATER = 256 * 1024;
 const INPUT_POLL_MS = 10;
+/** Streaming PTY output is coalesced into SSH packets of up to this size (ssh2's channel packet size). */
+const OUTPUT_BATCH_BYTES = 32 * 1024;
+/** …for at most this long (ms): output that keeps coming within this window is streaming. */
+const OUTPUT_BATCH_MS = 1;
+/** Reads at least this large (bytes) count as streaming output; smaller ones are interactive. */
+const STREAMING_CHUNK_BYTES = 512;
 
 function queuedPtyInput(term: IPty): number {
   const queue = (term as unknown as PtyInternals)._writeStream?._writeQueue;
@@ -82,6 +88,10 @@ export class SessionProcess {
   #hasExited = false;
   #channelGone = false;
   #paused = false;
+  #output: Buffer[] = [];
+  #outputBytes = 0;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #lastBulkFlush = -Infinity;
   #inputPoll: NodeJS.Timeout | undefined;
   #terminating: Promise<void> | undefined;
   #resolveExited!: () => void;
@@ -115,16 +125,23 @@ export class SessionProcess {
     term.onData((data: string | Buffer) => {
       this.#options.onActivity();
       if (this.#channelGone) return;
-      if (!channel.write(data) && !this.#paused) {
-        // The SSH window is full: stop reading the PTY, so the shell blocks on its writes
-        // instead of the agent buffering its output.
-        this.#paused = true;
-        term.pause();
-        channel.once('drain', () => {
-          this.#paused = false;
-          term.resume();
-        });
+      const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+      this.#output.push(chunk);
+      this.#outputBytes += chunk.length;
+      if (this.#outputBytes >= OUTPUT_BATCH_BYTES) {
+        this.#flushOutput();
+        return;
       }
+      if (this.#flushTimer !== undefined) return;
+      const now = performance.now();
+      if (chunk.length >= STREAMING_CHUNK_BYTES && now - this.#lastBulkFlush < OUTPUT_BATCH_MS) {
+        // Output is streaming: gather for a moment into one larger packet.
+        this.#flushTimer = setTimeout(this.#flushOutput, OUTPUT_BATCH_MS);
+        return;
+      }
+      // Interactive output (an echo, a prompt) goes at once.
+      if (chunk.length >= STREAMING_CHUNK_BYTES) this.#lastBulkFlush = now;
+      this.#flushOutput();
     });
     term.onExit(({ exitCode, signal }) => this.#onExit(exitCode, signal === 0 ? undefined : signal));
     channel.on('data', (data: Buffer) => {
@@ -145,6 +162,33 @@ export class SessionProcess {
     });
     return term.pid;
   }
+
+  /**
+   * Sends the PTY output gathered so far as one SSH packet. A PTY hands over a couple of
+   * KiB per read, one read per event-loop turn; while output streams, gathering it for a
+   * millisecond cuts the packets (each a cipher run, a frame and socket writes on both
+   * sides) about tenfold. Interactive output is never held back.
+   */
+  readonly #flushOutput = (): void => {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#outputBytes === 0) return;
+    const data = this.#output.length === 1 ? this.#output[0]! : Buffer.concat(this.#output, this.#outputBytes);
+    this.#output = [];
+    this.#outputBytes = 0;
+    const term = this.#pty;
+    if (this.#channelGone || term === undefined) return;
+    if (!this.#channel.write(data) && !this.#paused) {
+      // The SSH window is full: stop reading the PTY, so the shell blocks on its writes
+      // instead of the agent buffering its output.
+      this.#paused = true;
+      term.pause();
+      this.#channel.once('drain', () => {
+        this.#paused = false;
+        term.resume();
+      });
+    }
+  };
 
   #startPipes(spec: ProcessSpec): number {
     const child = spawnChild(spec.file, spec.args, {
@@ -218,6 +262,8 @@ export class SessionProcess {
   #onExit(code: number, signal: number | undefined): void {
     if (this.#hasExited) return;
     this.#hasExited = true;
+    // Output still being coalesced goes before the exit status.
+    this.#flushOutput();
     clearInterval(this.#inputPoll);
     dropQueuedPtyInput(this.#pty);
     this.#options.logger.info({ ...this.#options.logFields, pid: this.pid, code, signal }, 'session process exited');
