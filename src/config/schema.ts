@@ -352,6 +352,16 @@ export const configSchema = z
       .strict()
       .prefault({}),
     redis: z.string().regex(/^rediss?:\/\/.+/, 'expected redis://…').optional(),
+    cluster: z
+      .object({
+        /**
+         * The URL other nodes use to reach this one (device relays); default: the address
+         * it is bound to. Needed when nodes bind 0.0.0.0 or sit behind NAT.
+         */
+        advertiseUrl: httpUrl.optional(),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()

@@ -7,10 +7,14 @@ import { ReplayCache, assertionIssuer, verifyAssertion } from './assertion.ts';
 import { DeviceErrors } from './errors.ts';
 import type { DeviceRow, DeviceStore } from './store.ts';
 
-/** What a terminal needs from a connected agent. */
+/** A byte stream to the device's SSH server, and why it closed when it has. */
+export type DeviceStream = Duplex & { closeReason?: string | undefined };
+
+/** What a terminal needs from a connected agent (on this node, or relayed from another). */
 export interface AgentLink {
   readonly deviceId: string;
-  readonly mux: StreamMux;
+  /** A new stream to the device's SSH server; throws when the connection cannot take one. */
+  open(): DeviceStream;
 }
 
 /** One connected agent: its WebSocket, multiplexer and liveness. */
@@ -31,6 +35,10 @@ class AgentConnection implements AgentLink {
     this.mux = mux;
   }
 
+  open(): DeviceStream {
+    return this.mux.open();
+  }
+
   /** Closes with `code`; open streams end with `reason` (shown to terminal users). */
   close(code: number, reason: string, streamReason = reason): void {
     this.closing ??= streamReason;
@@ -49,6 +57,8 @@ export interface AgentHubOptions {
   lastSeenIntervalMs: number;
   /** A connected device's record is gone or disabled (found by the periodic check). */
   onStale: (id: string, row: DeviceRow | undefined) => void;
+  /** Told when agents connect to and leave this node (cluster presence). */
+  presence?: { announce(id: string): void; withdraw(id: string): void } | undefined;
 }
 
 /** Close frames must finish within this long, or the socket is torn down (ms). */
@@ -157,6 +167,7 @@ export class AgentHub {
     const conn = new AgentConnection(deviceId, identityKey, ws, mux);
     const previous = this.#online.get(deviceId);
     this.#online.set(deviceId, conn);
+    this.#o.presence?.announce(deviceId);
     if (previous !== undefined) {
       log.info({ deviceId }, 'a newer connection of the device replaces the older one');
       previous.close(DeviceCloseCode.replaced, 'replaced by a newer connection', 'a newer connection of its agent replaced this one');
@@ -173,7 +184,10 @@ export class AgentHub {
       log.info({ deviceId, err: { code: err.code, message: err.message } }, 'agent connection error');
     });
     ws.on('close', (code, reasonBuf) => {
-      if (this.#online.get(deviceId) === conn) this.#online.delete(deviceId);
+      if (this.#online.get(deviceId) === conn) {
+        this.#online.delete(deviceId);
+        this.#o.presence?.withdraw(deviceId);
+      }
       const reason = reasonBuf.toString('utf8');
       conn.closing ??= code === DeviceCloseCode.goingAway ? 'its agent is stopping' : `its agent disconnected (${code}${reason === '' ? '' : ` ${reason.slice(0, 60)}`})`;
       mux.connectionClosed(conn.closing);

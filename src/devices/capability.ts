@@ -1,6 +1,8 @@
 import { AGENT_CONNECT_PATH, generateSshEd25519Key } from '../protocol/index.ts';
 import type { CapabilityContext } from '../server/index.ts';
+import { RedisBus } from '../cluster/index.ts';
 import { AgentHub } from './agents.ts';
+import { ClusterDevices, RELAY_PATH } from './cluster.ts';
 import { registerDeviceApi, registerEnrollRoute } from './routes.ts';
 import { DEVICES_CHANGED, DeviceService } from './service.ts';
 import { DeviceStore, type DeviceRow } from './store.ts';
@@ -37,6 +39,20 @@ export async function devicesCapability(ctx: CapabilityContext): Promise<void> {
   // The gateway's SSH client identity, the same on every node: agents accept only it.
   const gatewayKey = await store.gatewayKey(() => generateSshEd25519Key('portcullis-gateway'));
 
+  // With Redis, agents connected to other nodes are reachable through them (SPEC §9).
+  const cluster =
+    ctx.bus instanceof RedisBus
+      ? new ClusterDevices({
+          redis: ctx.bus.redis,
+          bus: ctx.bus,
+          secrets: ctx.store.secrets,
+          url: () => ctx.config.cluster.advertiseUrl ?? ctx.listeningUrl(),
+          logger,
+          ttlMs: Math.max(3 * options.pingInterval, 30_000),
+          now: ctx.now,
+        })
+      : undefined;
+
   let terminals: TerminalHub | undefined;
   const apply = (id: string, row: DeviceRow | undefined) => {
     terminals?.deviceChanged(id, row);
@@ -51,12 +67,14 @@ export async function devicesCapability(ctx: CapabilityContext): Promise<void> {
     pingIntervalMs: options.pingInterval,
     lastSeenIntervalMs: options.lastSeenInterval * 1000,
     onStale: apply,
+    presence: cluster,
   });
   terminals = new TerminalHub({
     agents,
     store,
     logger,
     clientKey: gatewayKey.private,
+    remoteLink: cluster ? (id, user) => cluster.remoteLink(id, user) : undefined,
     principalOf: (name) => ctx.users.principalOf(name),
     limits: {
       handshakeTimeoutMs: options.handshakeTimeout,
@@ -78,7 +96,7 @@ export async function devicesCapability(ctx: CapabilityContext): Promise<void> {
     enrollmentTtlMs: options.enrollmentTtl * 1000,
     gatewayPublicKey: () => gatewayKey.public,
     presence: {
-      isOnline: (id) => agents.isOnline(id),
+      isOnline: (id) => agents.isOnline(id) || (cluster?.isOnlineElsewhere(id) ?? false),
       sessionCount: (id) => hub.countForDevice(id),
       apply,
     },
@@ -113,6 +131,11 @@ export async function devicesCapability(ctx: CapabilityContext): Promise<void> {
   registerEnrollRoute(ctx.publicRoutes, service);
   registerDeviceApi(ctx.routes, service);
   ctx.upgrades.add(AGENT_CONNECT_PATH, (req, socket, head) => agents.handleUpgrade(req, socket, head), { authenticate: false });
+  if (cluster) {
+    ctx.upgrades.add(RELAY_PATH, (req, socket, head, _auth, params) => cluster.handleRelay(req, socket, head, params.id!, agents.get(params.id!)), {
+      authenticate: false,
+    });
+  }
   ctx.upgrades.add('/api/devices/:id/terminal', (req, socket, head, auth, params) => hub.handleUpgrade(req, socket, head, auth, params.id!));
 
   runtimes.set(ctx, () => ({ agents: agents.size, streams: agents.streams(), terminals: hub.size, pausedOutputs: hub.pausedOutputs() }));
@@ -121,5 +144,6 @@ export async function devicesCapability(ctx: CapabilityContext): Promise<void> {
     // Terminals first, so each is told why before its device connection goes.
     await hub.close(reason);
     await agents.close(reason);
+    await cluster?.close();
   });
 }

@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import type { Algorithms, Client, ClientChannel } from 'ssh2';
 import type { WebSocket } from 'ws';
 import type { Principal } from '../identity/index.ts';
-import { DeviceProtocolError, SSH_ALGORITHMS, clampTerminalSize, ssh2, type MuxStream } from '../protocol/index.ts';
-import type { AgentLink } from './agents.ts';
+import { DeviceProtocolError, SSH_ALGORITHMS, clampTerminalSize, ssh2 } from '../protocol/index.ts';
+import type { AgentLink, DeviceStream } from './agents.ts';
 import { clip } from './errors.ts';
 
 /** Control messages the gateway sends as text frames. */
@@ -84,7 +84,7 @@ export class TerminalSession {
   readonly #o: TerminalOptions;
   readonly #ws: WebSocket;
   #state: 'connecting' | 'open' | 'ended' = 'connecting';
-  #stream: MuxStream | undefined;
+  #stream: DeviceStream | undefined;
   #client: Client | undefined;
   #channel: ClientChannel | undefined;
   #size = DEFAULT_SIZE;
@@ -143,9 +143,9 @@ export class TerminalSession {
       () => this.fail(`The device did not open a shell within ${Math.round(limits.handshakeTimeoutMs / 1000)} s.`, TerminalCloseCode.internal),
       limits.handshakeTimeoutMs,
     );
-    let stream: MuxStream;
+    let stream: DeviceStream;
     try {
-      stream = link.mux.open();
+      stream = link.open();
     } catch (err) {
       const why = err instanceof DeviceProtocolError && err.code === 'STREAM_LIMIT' ? err.message : 'its connection is closing';
       this.fail(`Cannot open a session on the device: ${why}.`, TerminalCloseCode.policy);

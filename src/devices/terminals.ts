@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { PortcullisError } from '../errors.ts';
 import { IdentityErrors, hasAnyRole, type Authentication, type Principal } from '../identity/index.ts';
-import type { AgentHub } from './agents.ts';
+import type { AgentHub, AgentLink } from './agents.ts';
 import { DeviceErrors } from './errors.ts';
 import { parseRoles } from './service.ts';
 import type { DeviceRow, DeviceStore } from './store.ts';
@@ -16,6 +16,8 @@ export interface TerminalHubOptions {
   logger: Logger;
   /** The gateway's SSH client key (OpenSSH private key). */
   clientKey: string;
+  /** A link to a device whose agent is connected to another node (clusters only). */
+  remoteLink?: ((deviceId: string, userName: string) => Promise<AgentLink | undefined>) | undefined;
   /** Current principal of a user (null when deleted or disabled), for re-checks after changes. */
   principalOf: (name: string) => Promise<Principal | null>;
   limits: TerminalLimits & {
@@ -107,11 +109,14 @@ export class TerminalHub {
         onEnd: (s) => this.#sessions.delete(s),
       });
       this.#sessions.add(session);
-      this.#start(session, row);
+      this.#start(session, row).catch((err: unknown) => {
+        this.#o.logger.error({ err, terminal: session.id }, 'cannot start a terminal');
+        session.fail('The gateway could not reach the device.', TerminalCloseCode.internal);
+      });
     });
   }
 
-  #start(session: TerminalSession, row: DeviceRow): void {
+  async #start(session: TerminalSession, row: DeviceRow): Promise<void> {
     const limits = this.#o.limits;
     if (this.#closing) return session.fail('The gateway is shutting down; reconnect in a moment.', TerminalCloseCode.goingAway);
     if (row.disabled === 1) return session.fail(`The device "${row.name}" is disabled by an administrator.`, TerminalCloseCode.policy);
@@ -122,7 +127,8 @@ export class TerminalHub {
     if (this.countForDevice(row.id) > limits.maxSessionsPerDevice) {
       return session.fail(`The device "${row.name}" already has ${limits.maxSessionsPerDevice} terminals open.`, TerminalCloseCode.policy);
     }
-    const link = this.#o.agents.get(row.id);
+    const link = this.#o.agents.get(row.id) ?? (await this.#o.remoteLink?.(row.id, session.userName));
+    if (session.state !== 'connecting') return;
     if (link === undefined) return session.fail(`The device "${row.name}" is offline: its agent is not connected to the gateway.`, TerminalCloseCode.normal);
     session.start(link);
   }

@@ -40,6 +40,8 @@ export interface CapabilityContext {
   readonly upgrades: UpgradeRouter;
   /** The public URL (known once the server is bound). */
   publicUrl(): string;
+  /** This node's own bound address (differs from the public URL behind a load balancer). */
+  listeningUrl(): string;
   /** The gateway's clock (epoch ms); tests inject one so expiry and refresh need no sleeping. */
   now(): number;
   /** Routes that need no principal (login, callbacks, agent endpoints). */
@@ -117,6 +119,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   }
 
   let boundUrl = config.url;
+  let listeningUrl = config.url;
   const publicUrl = () => boundUrl;
   const publicOrigin = () => new URL(boundUrl).origin;
 
@@ -239,6 +242,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
         keys,
         upgrades,
         publicUrl,
+        listeningUrl: () => listeningUrl,
         now,
         publicRoutes,
         routes,
@@ -272,6 +276,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       const address = app.server.address() as AddressInfo;
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       const listening = `http://${host}:${address.port}`;
+      listeningUrl = listening;
       if (!config.urlExplicit) boundUrl = listening;
       logger.info({ url: boundUrl }, `listening on ${listening}`);
       return listening;
