@@ -9,7 +9,8 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { decodeJwt, importJWK, jwtVerify } from 'jose';
-import ssh2, { type ClientChannel, type PseudoTtyOptions } from 'ssh2';
+import type { Algorithms, Client, ClientChannel, PseudoTtyOptions } from 'ssh2';
+import { ssh2 } from '../../src/protocol/index.ts';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   AGENT_ASSERTION_TYPE,
@@ -137,7 +138,7 @@ export class FakeGateway {
   async ssh(
     id: string,
     options: { username?: string; privateKey?: string; hostKey?: string } = {},
-  ): Promise<{ client: ssh2.Client; stream: MuxStream; hostKeySeen: () => string | undefined }> {
+  ): Promise<{ client: Client; stream: MuxStream; hostKeySeen: () => string | undefined }> {
     const device = this.device(id);
     if (device.mux === undefined) throw new Error('device offline');
     const stream = device.mux.open();
@@ -153,7 +154,7 @@ export class FakeGateway {
       sock: stream,
       username: options.username ?? 'alice',
       privateKey: options.privateKey ?? this.gatewayKey.private,
-      algorithms: SSH_ALGORITHMS as ssh2.Algorithms,
+      algorithms: SSH_ALGORITHMS as Algorithms,
       readyTimeout: 5_000,
       hostVerifier: (key: Buffer) => {
         seen = key.toString('base64');
@@ -270,7 +271,7 @@ export class FakeGateway {
 
 /** Runs a command over SSH and collects its output and exit status. */
 export function execCommand(
-  client: ssh2.Client,
+  client: Client,
   command: string,
   options: { pty?: PseudoTtyOptions } = {},
 ): Promise<{ stdout: string; stderr: string; code: number | undefined; signal: string | undefined }> {
@@ -294,7 +295,7 @@ export function execCommand(
 
 /** Opens an interactive login shell with a PTY; `waitFor` reads until a pattern shows up. */
 export function openShell(
-  client: ssh2.Client,
+  client: Client,
   pty: PseudoTtyOptions = { term: 'xterm-256color', cols: 80, rows: 24 },
 ): Promise<{ channel: ClientChannel; output: () => string; waitFor: (re: RegExp, ms?: number) => Promise<RegExpMatchArray> }> {
   return new Promise((resolve, reject) => {

@@ -4,10 +4,10 @@ import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
+import type { ClientChannel } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, silentLogger } from '../../src/agent/index.ts';
-import { generateSshEd25519Key } from '../../src/protocol/index.ts';
+import { generateSshEd25519Key, ssh2 } from '../../src/protocol/index.ts';
 import { FakeGateway, execCommand, openShell, processGone, waitUntil } from './harness.ts';
 
 let gw: FakeGateway;
@@ -182,7 +182,7 @@ describe('terminal sessions over the device WebSocket', () => {
 
   it('stops taking input the program does not read (back-pressure towards the gateway)', async () => {
     const { client } = await gw.ssh(deviceId);
-    const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+    const channel = await new Promise<ClientChannel>((resolve, reject) =>
       client.exec('stty raw -echo; echo READY; exec sleep 1000', { pty: { term: 'xterm', cols: 80, rows: 24 } }, (err, ch) =>
         err ? reject(err) : resolve(ch),
       ),
@@ -201,7 +201,7 @@ describe('terminal sessions over the device WebSocket', () => {
 
   it('stops reading the PTY while the gateway does not read (back-pressure)', async () => {
     const { client } = await gw.ssh(deviceId);
-    const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+    const channel = await new Promise<ClientChannel>((resolve, reject) =>
       client.exec('echo "PID=$$"; exec head -c 2000000000 /dev/zero', { pty: { term: 'xterm', cols: 80, rows: 24 } }, (err, ch) =>
         err ? reject(err) : resolve(ch),
       ),
