@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
+import { openStore } from '../../src/store/index.ts';
 import { basic } from '../helpers/gateway.ts';
 
 const BIN = path.resolve('bin/portcullis.js');
@@ -63,10 +64,19 @@ describe('portcullis CLI', () => {
       const me = await fetch(`${url}/api/me`, { headers: { authorization: basic('alice', 'alice-pw') } });
       expect(me.status).toBe(200);
       const before = (await (await fetch(`${url}/.well-known/jwks.json`)).json()).keys.length;
+      expect(before).toBe(1);
       const rotated = await cli(['keys', 'rotate']);
       expect(rotated.code).toBe(0);
-      expect(rotated.stdout).toMatch(/new signing key/);
-      expect(before).toBe(1);
+      const kid = /new signing key (\S+);/.exec(rotated.stdout)![1];
+      // The store now has the new key current and the old one retired (still published).
+      const store = await openStore({ database: `sqlite:${path.join(dataDir, 'portcullis.db')}`, dataDir });
+      try {
+        const keys = await store.db.selectFrom('signing_keys').select(['kid', 'retired_at']).execute();
+        expect(keys).toHaveLength(2);
+        expect(keys.find((k) => k.retired_at === null)?.kid).toBe(kid);
+      } finally {
+        await store.close();
+      }
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
