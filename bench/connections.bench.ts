@@ -1,46 +1,17 @@
 // `npm run bench:connections`: MCP tools/call through /connections/{name}/ against the
 // same MCP server called directly with the same access token. Requests/s under load,
 // latency at one connection, and the gateway's CPU per request; several rounds, medians.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
+import { cpuMicros, machine, median, percentile, startChild } from './lib/procs.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const PASSWORD = 'bench-password';
 const PROTOCOL = '2025-06-18';
-
-function startChild(args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const match = pattern.exec(out);
-      if (match) resolve({ child, match });
-    });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${out}`)));
-  });
-}
-
-/** CPU time (user + system) of a process, µs (Linux /proc). */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100;
-}
-
-const median = (values: number[]) => {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-const percentile = (values: number[], p: number) => {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const upstream = await startChild([path.join(here, 'connections-upstream.ts')], /mcp (\S+) as (\S+)/);
@@ -179,8 +150,7 @@ async function latency(target: Target, n = 1500): Promise<number[]> {
   return samples;
 }
 
-const cpus = readFileSync('/proc/cpuinfo', 'utf8');
-console.log(`Machine: ${/model name\s*:\s*(.*)/.exec(cpus)?.[1] ?? '?'}, ${cpus.match(/^processor/gm)?.length ?? 0} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`);
+console.log(`Machine: ${machine()}`);
 console.log(`MCP tools/call (echo), ${ROUNDS} rounds × ${SECONDS} s per path at ${CONNECTIONS} connections (1 s slices, alternating paths); latency at 1 connection (1,200 calls)\n`);
 
 await load(2, 8); // warm-up: JIT, pools, caches

@@ -23,6 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { agentEndpoints, generateSshEd25519Key } from '../src/protocol/index.ts';
+import { median, percentile, rssBytes } from './lib/procs.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const BYTES = Number(process.env.BENCH_BYTES ?? 200_000_000);
@@ -48,21 +49,6 @@ const auth = 'Basic ' + Buffer.from(`admin:${PASSWORD}`).toString('base64');
 const COMMAND = `head -c ${BYTES} /dev/zero | base64`;
 
 // ---------------------------------------------------------------- helpers
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function percentile(values: number[], p: number): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
-
-function rss(pid: number): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
-}
 
 /** Busy CPU time of the whole machine so far (ms, all cores). */
 function machineCpu(): { busy: number } {
@@ -428,13 +414,13 @@ async function main(): Promise<void> {
   // Memory first, while the gateway has done little else: the growth is what the
   // sessions (or connections) hold, not heap left over from throughput runs.
   await sleep(2_000);
-  const rssBeforeSessions = rss(gatewayPid);
+  const rssBeforeSessions = rssBytes(gatewayPid);
   const browsers: Browser[] = [];
   for (let i = 0; i < SESSIONS; i += 10) {
     browsers.push(...(await Promise.all(Array.from({ length: Math.min(10, SESSIONS - i) }, (_, j) => openShell(base, agents[(i + j) % 2]!.id)))));
   }
   await sleep(2_000);
-  const rssSessions = rss(gatewayPid);
+  const rssSessions = rssBytes(gatewayPid);
   const perSession = (rssSessions - rssBeforeSessions) / SESSIONS;
   console.error(`open sessions: ${SESSIONS}, gateway RSS ${fmt(rssBeforeSessions / 2 ** 20)} → ${fmt(rssSessions / 2 ** 20)} MiB`);
   await Promise.all(browsers.map((b) => b.close()));
@@ -448,10 +434,10 @@ async function main(): Promise<void> {
   const idle = await startGatewayProcess('idle-agents', Number(new URL(enrolling.base).port));
   await connectSimulated(idle.base, simulated.slice(0, 1)).then((warm) => warm.forEach((ws) => ws.terminate()));
   await sleep(2_000);
-  const rssBase = rss(idle.pid);
+  const rssBase = rssBytes(idle.pid);
   const sockets = await connectSimulated(idle.base, simulated.slice(1));
   await sleep(3_000);
-  const rssAgents = rss(idle.pid);
+  const rssAgents = rssBytes(idle.pid);
   const perAgent = (rssAgents - rssBase) / sockets.length;
   console.error(`idle agents: ${IDLE_AGENTS} connected, gateway RSS ${fmt(rssBase / 2 ** 20)} → ${fmt(rssAgents / 2 ** 20)} MiB`);
   for (const ws of sockets) ws.terminate();
