@@ -13,7 +13,7 @@ export interface TokenSet {
   readonly obtainedAt: number;
 }
 
-/** When the server gives no lifetime, assume one hour (as the seed does). */
+/** When the server gives no lifetime, assume one hour (as the reference implementation does). */
 export const DEFAULT_TOKEN_LIFETIME_MS = 3_600_000;
 
 /** Why a grant failed: the refresh token is dead, the client is unknown, or something transient. */
@@ -32,7 +32,7 @@ export class GrantError extends Error {
 
 /**
  * PKCE S256 is used unless the server's metadata lists code challenge methods and S256
- * is not among them (OAuth 2.1 makes PKCE mandatory; the seed omits it only then).
+ * is not among them (OAuth 2.1 makes PKCE mandatory; the reference implementation omits it only then).
  */
 export function usesPkce(info: ClientInfo): boolean {
   const methods = info.metadata.code_challenge_methods_supported;
@@ -83,7 +83,7 @@ export async function authorizationRequest(config: client.Configuration, info: C
  * Whether the authorization endpoint rejects the client as unknown. RFC 6749 §4.1.2.1
  * forbids redirecting such an error, so the server shows it to the user instead: the
  * gateway asks first, without following redirects. There is no standard error code for
- * this page, so the check accepts the words servers use (as the seed does).
+ * this page, so the check accepts the words servers use (as the reference implementation does).
  */
 export async function clientRejected(url: URL, outbound: Outbound, trustedHost: string): Promise<boolean> {
   let response: Response;

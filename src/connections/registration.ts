@@ -28,7 +28,7 @@ export interface ClientInfo {
 
 /**
  * Picks how to authenticate at the token endpoint from what the server lists:
- * `client_secret_post` when offered (as the seed does), else the first listed method
+ * `client_secret_post` when offered (as the reference implementation does), else the first listed method
  * the gateway supports. A server that lists nothing supports `client_secret_basic`
  * (RFC 8414 §2). Without a secret only `none` is possible.
  */
@@ -43,7 +43,7 @@ export function negotiateAuthMethod(supported: readonly string[] | undefined, ha
   throw ConnectionErrors.unsupportedAuthMethod(offered);
 }
 
-/** The registration endpoint: the server's, else `/register` on its origin (as the seed does). */
+/** The registration endpoint: the server's, else `/register` on its origin (as the reference implementation does). */
 export function registrationEndpoint(discovery: Discovery): string {
   if (discovery.metadata.registration_endpoint) return discovery.metadata.registration_endpoint;
   const base = discovery.metadata.issuer ?? discovery.authorizationServers[0] ?? discovery.metadataUrl;

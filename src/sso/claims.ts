@@ -68,7 +68,7 @@ export function domainAllowed(email: string, allowed: readonly string[]): boolea
   return allowed.some((d) => d.toLowerCase() === domain);
 }
 
-/** Characters that make a blocked-group pattern a regular expression (as the seed decides). */
+/** Characters that make a blocked-group pattern a regular expression (as the reference implementation decides). */
 const REGEX_CHARS = /[\^$[\](){}+\\|]/;
 
 function wildcardToRegExp(pattern: string): RegExp {

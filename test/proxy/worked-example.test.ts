@@ -1,4 +1,4 @@
-// The proxy seed's worked example, end to end through Portcullis's own API: a real target
+// The proxy's reference worked example, end to end through Portcullis's own API: a real target
 // server verifies the JWT with the JWKS public key (node:crypto, not the signing library)
 // or calls the gateway back on /api/me with it.
 import { createServer, type Server } from 'node:http';
@@ -51,7 +51,7 @@ function startTarget(): Promise<Server> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-describe('proxy seed example (secured)', () => {
+describe('proxy worked example (secured)', () => {
   let gw: TestGateway;
   let target: Server;
   let targetUrl: string;
@@ -125,7 +125,7 @@ describe('proxy seed example (secured)', () => {
   });
 });
 
-describe('proxy seed example (unsecured mode)', () => {
+describe('proxy worked example (unsecured mode)', () => {
   let gw: TestGateway;
   let target: Server;
 
