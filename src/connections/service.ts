@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type * as client from 'openid-client';
 import type { Logger } from 'pino';
 import type { Bus } from '../cluster/index.ts';
-import { isUniqueViolation } from '../identity/index.ts';
+import { isUniqueViolation, safeReturnPath } from '../identity/index.ts';
 import { discover, type Discovery } from './discovery.ts';
 import { ConnectionErrors, clip } from './errors.ts';
 import { authorizationRequest, clientRejected, configurationFor, exchangeCode, isInvalidClient, refresh, usesPkce } from './oauth.ts';
@@ -116,14 +116,9 @@ interface BusPayload {
   user?: string;
 }
 
-/** A relative path on this gateway to send the browser back to; undefined if unsafe. */
+/** A relative path on this gateway to send the browser back to (`/` when none was given); undefined if unsafe. */
 export function safeReturnTo(value: unknown): string | undefined {
-  if (value === undefined || value === '') return '/';
-  if (typeof value !== 'string' || value.length > 2048) return undefined;
-  if (!value.startsWith('/') || value.startsWith('//') || /[\\\u0000-\u001f\u007f]/.test(value)) return undefined;
-  const url = new URL(value, 'http://gateway.invalid');
-  if (url.origin !== 'http://gateway.invalid') return undefined;
-  return url.pathname + url.search + url.hash;
+  return value === undefined || value === '' ? '/' : safeReturnPath(value);
 }
 
 function stateId(state: string): string {
@@ -574,7 +569,8 @@ export class ConnectionService {
         // The server forgot this client: the next authorize starts with a new registration.
         if (cached?.live.client?.dynamic) await this.#reRegister(cached, 'the token endpoint no longer knows the client').catch(() => undefined);
       }
-      this.#o.logger.info({ connection: name, user, err: error }, 'connection authorization failed');
+      // Name and code only: the error's cause can carry the server's response and the callback parameters.
+      this.#o.logger.info({ connection: name, user, err: { name: (error as Error).name, code: (error as { code?: string }).code } }, 'connection authorization failed');
       return { returnTo, error: clip(`Authorizing ${name} failed: ${message}`, 300) };
     }
   }

@@ -14,7 +14,7 @@ export {
   type Principal,
 } from './principal.ts';
 export { Authenticator, readCookie } from './authenticator.ts';
-export { UserDirectory, isUniqueViolation, type UserView, type GroupView, type NewUser, type UserPatch } from './directory.ts';
+export { USER_NAME, UserDirectory, isUniqueViolation, type UserView, type GroupView, type NewUser, type UserPatch } from './directory.ts';
 export { SessionManager, type SessionRecord } from './sessions.ts';
 export { FailureLimiter } from './rate-limit.ts';
 export { IdentityErrors } from './errors.ts';
@@ -22,3 +22,4 @@ export { checkCsrf, isSameOrigin, requireRole, roleGuard } from './http.ts';
 export { registerIdentityRoutes, registerPublicIdentityRoutes, sessionCookie, type IdentityRouteDeps } from './routes.ts';
 export { ensureFirstAdmin } from './bootstrap.ts';
 export { hashPassword, verifyPassword, generatePassword } from './passwords.ts';
+export { safeReturnPath } from './return-path.ts';

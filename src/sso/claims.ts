@@ -3,6 +3,8 @@
  * every rule is unit-tested on its own.
  */
 
+import { USER_NAME, safeReturnPath as safeRelativePath } from '../identity/index.ts';
+
 export type Claims = Readonly<Record<string, unknown>>;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -93,7 +95,6 @@ export function compileGroupPatterns(patterns: readonly string[]): (group: strin
   return (group) => exact.has(group) || tests.some((re) => re.test(group));
 }
 
-const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,199}$/;
 
 /**
  * A valid gateway user name from a provider's user name (or email): other characters
@@ -119,15 +120,5 @@ export const validGroupName = (name: string) => USER_NAME.test(name);
  * `//host` or `/\host`, no control characters), else `/`.
  */
 export function safeReturnPath(next: unknown): string {
-  if (typeof next !== 'string' || next.length === 0 || next.length > 2000) return '/';
-  if (!next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return '/';
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f\\]/.test(next)) return '/';
-  try {
-    const url = new URL(next, 'http://gateway.invalid');
-    if (url.origin !== 'http://gateway.invalid') return '/';
-    return url.pathname + url.search + url.hash;
-  } catch {
-    return '/';
-  }
+  return safeRelativePath(next) ?? '/';
 }

@@ -79,6 +79,10 @@ describe('claim mapping', () => {
   it('returns only to same-site relative paths', () => {
     expect(safeReturnPath('/devices?a=1#t')).toBe('/devices?a=1#t');
     expect(safeReturnPath('//evil.example')).toBe('/');
+    // Dot segments that normalise to a protocol-relative URL (regression: an open redirect).
+    expect(safeReturnPath('/.//evil.example')).toBe('/');
+    expect(safeReturnPath('/a/..//evil.example')).toBe('/');
+    expect(safeReturnPath('/%2e//evil.example')).toBe('/');
     expect(safeReturnPath('/\\evil.example')).toBe('/');
     expect(safeReturnPath('https://evil.example/')).toBe('/');
     expect(safeReturnPath('/a\nb')).toBe('/');
