@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from 'undici';
 import { stringify } from 'yaml';
-import { Authenticator } from '../src/identity/index.ts';
 import { startTestGateway } from '../test/helpers/gateway.ts';
 import { Browser, atProvider, signIn, startLogin } from '../test/sso/helpers/browser.ts';
 import { startOp } from '../test/sso/helpers/op.ts';
@@ -167,7 +166,7 @@ console.log(`\nCookie vs anonymous: ${cpuExtra.toFixed(1)} % more gateway CPU pe
 if (ONLY !== 'callbacks') {
   const local = await startTestGateway();
   const g = local.gateway;
-  const authenticator = new Authenticator({ users: g.users, sessions: g.sessions, jwt: g.jwt, cookieName: 'portcullis_session', secured: true, basicCacheTtlMs: 10_000 });
+  const authenticator = g.authenticator;
   const { token } = await g.sessions.create('admin', { ssoProvider: 'op', ssoSid: 'sid' });
   const per = async (headers: Record<string, string>) => {
     const n = 200_000;

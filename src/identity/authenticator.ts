@@ -5,7 +5,14 @@ import type { UserDirectory } from './directory.ts';
 import { IdentityErrors } from './errors.ts';
 import { dummyPasswordHash, verifyPassword } from './passwords.ts';
 import { ANONYMOUS, UNSECURED_ANONYMOUS, makePrincipal, type Authentication } from './principal.ts';
+import type { FailureLimiter } from './rate-limit.ts';
 import type { SessionManager } from './sessions.ts';
+
+/** Failed password checks counted per client address and per user name (login form and Basic alike). */
+export interface PasswordLimits {
+  readonly perClient: FailureLimiter;
+  readonly perUser: FailureLimiter;
+}
 
 interface BasicEntry {
   readonly name: string;
@@ -35,8 +42,10 @@ export class Authenticator {
   readonly #verifying = new Map<string, Promise<Authentication['principal']>>();
   readonly #salt = randomBytes(16).toString('base64');
   readonly #anonymous: Authentication;
+  readonly #limits: PasswordLimits;
 
   constructor(options: {
+    limits: PasswordLimits;
     users: UserDirectory;
     sessions: SessionManager;
     jwt: JwtIssuer;
@@ -45,6 +54,7 @@ export class Authenticator {
     basicCacheTtlMs: number;
     now?: () => number;
   }) {
+    this.#limits = options.limits;
     this.#users = options.users;
     this.#sessions = options.sessions;
     this.#jwt = options.jwt;
@@ -59,9 +69,10 @@ export class Authenticator {
     return this.#cookieName;
   }
 
-  async authenticate(headers: IncomingHttpHeaders): Promise<Authentication> {
+  /** `clientIp` keys the password-guessing limit of Basic credentials. */
+  async authenticate(headers: IncomingHttpHeaders, clientIp = ''): Promise<Authentication> {
     const authorization = headers.authorization;
-    if (authorization !== undefined) return this.#fromAuthorization(authorization);
+    if (authorization !== undefined) return this.#fromAuthorization(authorization, clientIp);
     const cookie = headers.cookie;
     if (cookie !== undefined) {
       const token = readCookie(cookie, this.#cookieName);
@@ -81,14 +92,33 @@ export class Authenticator {
     return found.principal;
   }
 
-  async #fromAuthorization(header: string): Promise<Authentication> {
+  /**
+   * A password check under the guessing limits: refused with 429 while the client or the
+   * user name has too many recent failures; a failure counts against both, a success
+   * clears the user name's count.
+   */
+  async verifyPasswordLimited(name: string, password: string, clientIp: string): Promise<Authentication['principal']> {
+    const wait = Math.max(this.#limits.perClient.retryAfter(clientIp), this.#limits.perUser.retryAfter(name));
+    if (wait > 0) throw IdentityErrors.rateLimited(wait);
+    try {
+      const principal = await this.verifyPassword(name, password);
+      this.#limits.perUser.reset(name);
+      return principal;
+    } catch (error) {
+      this.#limits.perClient.fail(clientIp);
+      this.#limits.perUser.fail(name);
+      throw error;
+    }
+  }
+
+  async #fromAuthorization(header: string, clientIp: string): Promise<Authentication> {
     if (header.length > MAX_AUTHORIZATION_LENGTH) throw IdentityErrors.malformedAuthorization('too long');
     const space = header.indexOf(' ');
     const scheme = space < 0 ? header : header.slice(0, space);
     const value = space < 0 ? '' : header.slice(space + 1).trim();
     switch (scheme.toLowerCase()) {
       case 'basic':
-        return this.#fromBasic(value);
+        return this.#fromBasic(value, clientIp);
       case 'bearer': {
         if (value === '') throw IdentityErrors.malformedAuthorization('empty bearer token');
         const verified = await this.#jwt.verify(value);
@@ -99,7 +129,7 @@ export class Authenticator {
     }
   }
 
-  async #fromBasic(encoded: string): Promise<Authentication> {
+  async #fromBasic(encoded: string, clientIp: string): Promise<Authentication> {
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded)) throw IdentityErrors.malformedAuthorization('Basic credentials are not base64');
     const decoded = Buffer.from(encoded, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
@@ -117,7 +147,7 @@ export class Authenticator {
     }
     let pending = this.#verifying.get(key);
     if (!pending) {
-      pending = this.verifyPassword(name, password).finally(() => this.#verifying.delete(key));
+      pending = this.verifyPasswordLimited(name, password, clientIp).finally(() => this.#verifying.delete(key));
       this.#verifying.set(key, pending);
     }
     const principal = await pending;

@@ -1,3 +1,6 @@
+/** Keys tracked at most: beyond it the oldest are forgotten (a flood of made-up names must not grow memory). */
+const MAX_KEYS = 100_000;
+
 /**
  * Counts failures per key in a fixed window. In memory: with several nodes each node
  * counts on its own, which still bounds guessing to (nodes × limit) per window.
@@ -30,7 +33,8 @@ export class FailureLimiter {
     const now = this.#now();
     const entry = this.#entries.get(key);
     if (!entry || entry.resetAt <= now) {
-      if (this.#entries.size > 100_000) this.#sweep(now);
+      this.#entries.delete(key);
+      if (this.#entries.size >= MAX_KEYS) this.#sweep(now);
       this.#entries.set(key, { count: 1, resetAt: now + this.#windowMs });
     } else {
       entry.count += 1;
@@ -43,5 +47,14 @@ export class FailureLimiter {
 
   #sweep(now: number): void {
     for (const [key, entry] of this.#entries) if (entry.resetAt <= now) this.#entries.delete(key);
+    // Still full: drop the oldest windows (insertion order) to make room.
+    for (const key of this.#entries.keys()) {
+      if (this.#entries.size < MAX_KEYS * 0.9) break;
+      this.#entries.delete(key);
+    }
+  }
+
+  get size(): number {
+    return this.#entries.size;
   }
 }

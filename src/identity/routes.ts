@@ -3,7 +3,6 @@ import type { UserDirectory } from './directory.ts';
 import { IdentityErrors } from './errors.ts';
 import { isSameOrigin, roleGuard } from './http.ts';
 import { ROLE_ADMIN, ROLE_USER, type Principal } from './principal.ts';
-import type { FailureLimiter } from './rate-limit.ts';
 import type { SessionManager, SessionRecord } from './sessions.ts';
 import type { Authenticator } from './authenticator.ts';
 
@@ -11,7 +10,6 @@ export interface IdentityRouteDeps {
   users: UserDirectory;
   sessions: SessionManager;
   authenticator: Authenticator;
-  loginLimits: { perClient: FailureLimiter; perUser: FailureLimiter };
   cookie: { name: string; secure: boolean; maxAgeSeconds: number };
   publicOrigin: string;
 }
@@ -107,21 +105,7 @@ export function registerPublicIdentityRoutes(app: FastifyInstance, deps: Identit
       // Login CSRF: a foreign page must not sign the browser into another account.
       if (request.headers.origin !== undefined && !isSameOrigin(request.headers, deps.publicOrigin)) throw IdentityErrors.csrf();
       const { name, password } = request.body;
-      const clientKey = request.ip;
-      const wait = Math.max(deps.loginLimits.perClient.retryAfter(clientKey), deps.loginLimits.perUser.retryAfter(name));
-      if (wait > 0) {
-        reply.header('retry-after', String(wait));
-        throw IdentityErrors.rateLimited(wait);
-      }
-      let principal: Principal;
-      try {
-        principal = await deps.authenticator.verifyPassword(name, password);
-      } catch (error) {
-        deps.loginLimits.perClient.fail(clientKey);
-        deps.loginLimits.perUser.fail(name);
-        throw error;
-      }
-      deps.loginLimits.perUser.reset(name);
+      const principal = await deps.authenticator.verifyPasswordLimited(name, password, request.ip);
       const { token } = await deps.sessions.create(principal.name, { userAgent: request.headers['user-agent'], ip: request.ip });
       reply.header('set-cookie', sessionCookie(deps.cookie, token));
       return principalView(principal);

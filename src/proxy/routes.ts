@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { ROLE_ADMIN, roleGuard, type Authentication, type Authenticator } from '../identity/index.ts';
+import { ROLE_ADMIN, checkCsrf, roleGuard, type Authentication, type Authenticator } from '../identity/index.ts';
 import type { JwtIssuer } from '../tokens/index.ts';
 import type { Forwarder } from './forwarder.ts';
 import type { ForwardContext } from './headers.ts';
@@ -16,6 +16,8 @@ export interface ProxyDeps {
   cookieName: string;
   trustedProxies: ReadonlySet<string>;
   upgradeTimeoutMs: number;
+  /** The gateway's public origin, for the CSRF check of cookie-authenticated writes. */
+  publicOrigin: () => string;
 }
 
 const DISABLED = 'The proxy is disabled.';
@@ -48,7 +50,9 @@ export function registerProxyRoutes(app: FastifyInstance, deps: ProxyDeps): void
       reply.code(501).type('text/plain; charset=utf-8').send(DISABLED);
       return reply;
     }
-    const auth = await deps.authenticator.authenticate(request.headers);
+    const auth = await deps.authenticator.authenticate(request.headers, request.ip);
+    // The forwarded JWT carries the user's roles: a cross-site page must not write with them.
+    checkCsrf(request.method, request.headers, auth, deps.publicOrigin());
     const jwt = await deps.jwt.issue(auth.principal);
     reply.hijack();
     await deps.forwarder.forward(request.raw, reply.raw, target, subPathOf(request.raw.url ?? '/proxy'), context(request.raw, auth, jwt, deps));

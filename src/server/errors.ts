@@ -10,6 +10,8 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | PortcullisError | Error, request, reply) => {
     if (error instanceof PortcullisError) {
       if (error.status >= 500) request.log.error({ err: error }, error.message);
+      const retryAfter = error.details?.retryAfter;
+      if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
       reply.code(error.status).send({ error: error.code, message: error.message, ...error.details });
       return;
     }

@@ -70,6 +70,7 @@ export interface Gateway {
   readonly bus: Bus;
   readonly users: UserDirectory;
   readonly sessions: SessionManager;
+  readonly authenticator: Authenticator;
   readonly keys: KeyRing;
   readonly jwt: JwtIssuer;
   readonly logger: Logger;
@@ -129,7 +130,12 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const cacheTtlMs = config.sessions.cacheTtl * 1000;
   const users = new UserDirectory({ db: store.db, bus, cacheTtlMs, now });
   const sessions = new SessionManager({ db: store.db, bus, ttlMs: config.sessions.ttl * 1000, cacheTtlMs, now });
+  const passwordLimits = {
+    perClient: new FailureLimiter(config.login.maxFailuresPerClient, config.login.window * 1000, now),
+    perUser: new FailureLimiter(config.login.maxFailuresPerUser, config.login.window * 1000, now),
+  };
   const authenticator = new Authenticator({
+    limits: passwordLimits,
     users,
     sessions,
     jwt,
@@ -179,10 +185,6 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     users,
     sessions,
     authenticator,
-    loginLimits: {
-      perClient: new FailureLimiter(config.login.maxFailuresPerClient, config.login.window * 1000, now),
-      perUser: new FailureLimiter(config.login.maxFailuresPerUser, config.login.window * 1000, now),
-    },
     cookie: { name: config.sessions.cookieName, secure: config.url.startsWith('https:'), maxAgeSeconds: config.sessions.ttl },
     get publicOrigin() {
       return publicOrigin();
@@ -196,6 +198,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     cookieName: config.sessions.cookieName,
     trustedProxies: new Set(config.security.trustedProxies),
     upgradeTimeoutMs: config.proxy.headersTimeout,
+    publicOrigin,
   };
   upgrades.add('/proxy', (req, socket, head, auth) => handleProxyUpgrade(req, socket, head, auth, proxyDeps));
   upgrades.add('/proxy/*', (req, socket, head, auth) => handleProxyUpgrade(req, socket, head, auth, proxyDeps));
@@ -224,7 +227,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     await publicRoutes.register(async (routes) => {
       routes.decorateRequest('auth', null as never);
       routes.addHook('onRequest', async (request) => {
-        request.auth = await authenticator.authenticate(request.headers);
+        request.auth = await authenticator.authenticate(request.headers, request.ip);
         checkCsrf(request.method, request.headers, request.auth, publicOrigin());
       });
       registerIdentityRoutes(routes, identityDeps);
@@ -266,6 +269,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     bus,
     users,
     sessions,
+    authenticator,
     keys,
     jwt,
     logger,

@@ -200,6 +200,51 @@ describe('credentials', () => {
       now = Date.now();
     });
 
+    it('limits password guessing through Basic credentials too, on any route', async () => {
+      await fetch(`${gw.url}/api/admin/users`, {
+        method: 'POST',
+        headers: { authorization: gw.adminAuth, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'basher', password: 'basher-pw' }),
+      });
+      for (let i = 0; i < 3; i++) expect((await me({ authorization: basic('basher', `guess-${i}`) })).status).toBe(401);
+      const limited = await fetch(`${gw.url}/proxy`, { headers: { authorization: basic('basher', 'guess-4') } });
+      expect(limited.status).toBe(429);
+      expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+      // Even the right password waits out the window: the guesser cannot learn it is right.
+      expect((await me({ authorization: basic('basher', 'basher-pw') })).status).toBe(429);
+      now += 301_000;
+      expect((await me({ authorization: basic('basher', 'basher-pw') })).status).toBe(200);
+      now = Date.now();
+    });
+
+    it('refuses a cookie-authenticated write through /proxy from a foreign origin', async () => {
+      const { createServer } = await import('node:http');
+      let hits = 0;
+      const target = createServer((req, res) => {
+        hits++;
+        req.resume();
+        res.end('ok');
+      });
+      await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+      try {
+        await fetch(`${gw.url}/api/admin/proxy`, {
+          method: 'PUT',
+          headers: { authorization: gw.adminAuth, 'content-type': 'application/json' },
+          body: JSON.stringify({ url: `http://127.0.0.1:${(target.address() as import('node:net').AddressInfo).port}` }),
+        });
+        const cookie = (await login('admin', ADMIN_PASSWORD)).headers.get('set-cookie')!.split(';')[0]!;
+        const foreign = await fetch(`${gw.url}/proxy/transfer`, { method: 'POST', headers: { cookie, origin: 'https://evil.example' }, body: 'x' });
+        expect(foreign.status).toBe(403);
+        expect((await foreign.json()).error).toBe('csrf_rejected');
+        expect(hits).toBe(0);
+        expect((await fetch(`${gw.url}/proxy/transfer`, { method: 'POST', headers: { cookie, origin: gw.url }, body: 'x' })).status).toBe(200);
+        expect((await fetch(`${gw.url}/proxy/page`, { headers: { cookie } })).status).toBe(200);
+        expect(hits).toBe(2);
+      } finally {
+        target.close();
+      }
+    });
+
     it('refuses a login posted from a foreign origin', async () => {
       expect((await login('admin', ADMIN_PASSWORD, { origin: 'https://evil.example' })).status).toBe(403);
     });
