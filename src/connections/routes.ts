@@ -18,33 +18,28 @@ const nameParam = {
 
 const secretText = { type: 'string', maxLength: 4096 } as const;
 
+/** Fields an admin may set at creation and change later. */
+const editable = {
+  url: { type: 'string', minLength: 1, maxLength: 2048 },
+  auth: { type: 'string', enum: [...AUTH_KINDS] },
+  token: secretText,
+  clientId: { type: 'string', maxLength: 1024 },
+  clientSecret: secretText,
+  scope: { type: ['string', 'null'], maxLength: 1000 },
+} as const;
+
 const createBody = {
   type: 'object',
   additionalProperties: false,
   required: ['name', 'url', 'auth'],
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 64 },
-    url: { type: 'string', minLength: 1, maxLength: 2048 },
-    auth: { type: 'string', enum: [...AUTH_KINDS] },
-    token: secretText,
-    clientId: { type: 'string', maxLength: 1024 },
-    clientSecret: secretText,
-    scope: { type: ['string', 'null'], maxLength: 1000 },
-  },
+  properties: { name: { type: 'string', minLength: 1, maxLength: 64 }, ...editable },
 } as const;
 
 const patchBody = {
   type: 'object',
   additionalProperties: false,
   minProperties: 1,
-  properties: {
-    url: { type: 'string', minLength: 1, maxLength: 2048 },
-    auth: { type: 'string', enum: [...AUTH_KINDS] },
-    token: secretText,
-    clientId: { type: 'string', maxLength: 1024 },
-    clientSecret: secretText,
-    scope: { type: ['string', 'null'], maxLength: 1000 },
-  },
+  properties: editable,
 } as const;
 
 /** The admin API and the user API (JSON, in the authenticated context). */
