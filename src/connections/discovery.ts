@@ -141,39 +141,29 @@ export async function discover(resourceUrl: string, outbound: Outbound): Promise
   let resourceMetadataUrl: string | undefined;
   let authorizationServers: string[] = [];
   for (const candidate of prmCandidates) {
-    const response = await tryFetch(outbound, candidate, trustedHost, problems);
-    if (!response) continue;
-    const parsed = await jsonObject(response);
-    if (!parsed.ok) {
-      problems.push({ url: candidate, why: parsed.why, kind: 'malformed' });
-      continue;
-    }
-    const servers = parsed.value.authorization_servers;
+    const document = await fetchJsonObject(outbound, candidate, trustedHost, problems);
+    if (!document) continue;
+    const servers = document.authorization_servers;
     if (!stringList(servers) || (servers as string[]).length === 0 || !(servers as string[]).every(httpUrl)) {
       problems.push({ url: candidate, why: 'authorization_servers is not a list of http(s) URLs', kind: 'malformed' });
       continue;
     }
     authorizationServers = servers as string[];
     resourceMetadataUrl = candidate;
-    resource = typeof parsed.value.resource === 'string' ? parsed.value.resource : resourceUrl;
+    resource = typeof document.resource === 'string' ? document.resource : resourceUrl;
     break;
   }
 
   const candidates = metadataCandidates(authorizationServers, resourceUrl);
   for (const candidate of candidates) {
-    const response = await tryFetch(outbound, candidate, trustedHost, problems);
-    if (!response) continue;
-    const parsed = await jsonObject(response);
-    if (!parsed.ok) {
-      problems.push({ url: candidate, why: parsed.why, kind: 'malformed' });
-      continue;
-    }
-    const problem = metadataProblem(parsed.value);
+    const document = await fetchJsonObject(outbound, candidate, trustedHost, problems);
+    if (!document) continue;
+    const problem = metadataProblem(document);
     if (problem) {
       problems.push({ url: candidate, why: problem, kind: 'malformed' });
       continue;
     }
-    return { resource, resourceMetadataUrl, authorizationServers, metadataUrl: candidate, metadata: parsed.value as ServerMetadata };
+    return { resource, resourceMetadataUrl, authorizationServers, metadataUrl: candidate, metadata: document as ServerMetadata };
   }
   const malformed = problems.find((p) => p.kind === 'malformed');
   const summary = clip(problems.map((p) => `${p.url}: ${p.why}`).join('; '), 600);
@@ -189,6 +179,16 @@ interface Problem {
 }
 
 /** GET a metadata candidate: a Response on 200, undefined (with the reason noted) otherwise. */
+/** A candidate's JSON object, or undefined with the reason recorded in `problems`. */
+async function fetchJsonObject(outbound: Outbound, url: string, trustedHost: string, problems: Problem[]): Promise<Record<string, unknown> | undefined> {
+  const response = await tryFetch(outbound, url, trustedHost, problems);
+  if (!response) return undefined;
+  const parsed = await jsonObject(response);
+  if (parsed.ok) return parsed.value;
+  problems.push({ url, why: parsed.why, kind: 'malformed' });
+  return undefined;
+}
+
 async function tryFetch(outbound: Outbound, url: string, trustedHost: string, problems: Problem[]): Promise<Response | undefined> {
   let response: Response;
   try {
