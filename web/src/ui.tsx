@@ -220,6 +220,26 @@ export function ConfirmButton(props: { label: string; confirmLabel: string; ques
 }
 
 /** Splits a comma- or space-separated list of roles or names. */
+const editRowId = (name: string) => `edit-${name.replace(/[^\w-]/g, '_')}`;
+
+/** The Edit/Close button of an admin table row; it controls the EditRow of the same name. */
+export function EditToggle(props: { name: string; open: boolean; onToggle: () => void }) {
+  return (
+    <Button onClick={props.onToggle} aria-expanded={props.open} aria-controls={editRowId(props.name)} aria-label={`Edit ${props.name}`}>
+      {props.open ? 'Close' : 'Edit'}
+    </Button>
+  );
+}
+
+/** The row an EditToggle opens below its table row. */
+export function EditRow(props: { name: string; colSpan: number; children: ComponentChildren }) {
+  return (
+    <tr class="edit-row">
+      <td colSpan={props.colSpan} id={editRowId(props.name)}>{props.children}</td>
+    </tr>
+  );
+}
+
 export function parseList(s: string): string[] {
   return [...new Set(s.split(/[\s,]+/).map((x) => x.trim()).filter(Boolean))];
 }

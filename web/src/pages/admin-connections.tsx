@@ -1,7 +1,7 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, patch, post, seg, type AdminConnection, type ConnectionAuth } from '../api.ts';
-import { Button, ConfirmButton, CopyField, LoadError, Loading, Notice, Page, useAction, useResource, useAutoFocus } from '../ui.tsx';
+import { Button, ConfirmButton, EditRow, EditToggle, CopyField, LoadError, Loading, Notice, Page, useAction, useResource, useAutoFocus } from '../ui.tsx';
 
 const AUTH_OPTIONS: { value: ConnectionAuth; label: string }[] = [
   { value: 'oauth2.1', label: 'OAuth 2.1, the gateway registers itself' },
@@ -49,14 +49,11 @@ export function AdminConnectionsPage() {
                     {c.authorizationServer && <div class="muted small break">via {c.authorizationServer}</div>}
                   </td>
                   <td class="actions">
-                    <Button aria-expanded={editing === c.name} aria-label={`Edit ${c.name}`} onClick={() => setEditing(editing === c.name ? null : c.name)}>
-                      {editing === c.name ? 'Close' : 'Edit'}
-                    </Button>
+                    <EditToggle name={c.name} open={editing === c.name} onToggle={() => setEditing(editing === c.name ? null : c.name)} />
                   </td>
                 </tr>
                 {editing === c.name && (
-                  <tr class="edit-row">
-                    <td colSpan={4}>
+                  <EditRow name={c.name} colSpan={4}>
                       {c.redirectUri && (
                         <CopyField id={`redirect-${c.name.replace(/[^\w-]/g, '_')}`} label="Redirect URI (register it with the authorization server)" value={c.redirectUri} />
                       )}
@@ -72,8 +69,7 @@ export function AdminConnectionsPage() {
                             await changed(`Connection ${c.name} deleted.`);
                           }} />
                       </div>
-                    </td>
-                  </tr>
+                  </EditRow>
                 )}
               </Fragment>
             ))}

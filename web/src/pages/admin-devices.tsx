@@ -1,7 +1,7 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, patch, post, seg, type AdminDevice, type Enrollment } from '../api.ts';
-import { Button, ConfirmButton, CopyField, LoadError, Loading, Notice, Page, Roles, Time, parseList, useAction, useResource, useAutoFocus } from '../ui.tsx';
+import { Button, ConfirmButton, EditRow, EditToggle, CopyField, LoadError, Loading, Notice, Page, Roles, Time, parseList, useAction, useResource, useAutoFocus } from '../ui.tsx';
 import { DEVICE_POLL_MS, Status } from './home.tsx';
 
 /** Admin: devices — enroll (with the command to copy), allowed roles, disable, delete. */
@@ -59,14 +59,11 @@ export function AdminDevicesPage() {
                   </td>
                   <td data-label="Allowed roles"><Roles roles={d.allowedRoles} /></td>
                   <td class="actions">
-                    <Button aria-expanded={editing === d.id} aria-label={`Edit ${d.name}`} onClick={() => setEditing(editing === d.id ? null : d.id)}>
-                      {editing === d.id ? 'Close' : 'Edit'}
-                    </Button>
+                    <EditToggle name={d.name} open={editing === d.id} onToggle={() => setEditing(editing === d.id ? null : d.id)} />
                   </td>
                 </tr>
                 {editing === d.id && (
-                  <tr class="edit-row">
-                    <td colSpan={5}>
+                  <EditRow name={d.name} colSpan={5}>
                       <EditDevice d={d}
                         onEnrollment={(e) => setEnrollment({ device: d.name, e })}
                         onChanged={changed}
@@ -74,8 +71,7 @@ export function AdminDevicesPage() {
                           setEditing(null);
                           await changed(`Device ${d.name} deleted.`);
                         }} />
-                    </td>
-                  </tr>
+                  </EditRow>
                 )}
               </Fragment>
             ))}

@@ -1,7 +1,7 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, patch, post, seg, type Group } from '../api.ts';
-import { Button, ConfirmButton, LoadError, Loading, Notice, Page, Roles, parseList, useAction, useResource, useAutoFocus } from '../ui.tsx';
+import { Button, ConfirmButton, EditRow, EditToggle, LoadError, Loading, Notice, Page, Roles, parseList, useAction, useResource, useAutoFocus } from '../ui.tsx';
 
 /** Admin: groups, whose members receive the group's roles. */
 export function AdminGroupsPage() {
@@ -43,15 +43,11 @@ export function AdminGroupsPage() {
                   <td data-label="Roles"><Roles roles={g.roles ?? []} /></td>
                   <td data-label="Members">{g.members?.length ? g.members.join(', ') : <span class="muted">none</span>}</td>
                   <td class="actions">
-                    <Button aria-expanded={editing === g.name} aria-label={`Edit ${g.name}`}
-                      onClick={() => setEditing(editing === g.name ? null : g.name)}>
-                      {editing === g.name ? 'Close' : 'Edit'}
-                    </Button>
+                    <EditToggle name={g.name} open={editing === g.name} onToggle={() => setEditing(editing === g.name ? null : g.name)} />
                   </td>
                 </tr>
                 {editing === g.name && (
-                  <tr class="edit-row">
-                    <td colSpan={4}>
+                  <EditRow name={g.name} colSpan={4}>
                       <GroupForm group={g} onCancel={() => setEditing(null)} onSaved={async () => {
                         setEditing(null);
                         await changed(`Group ${g.name} saved.`);
@@ -64,8 +60,7 @@ export function AdminGroupsPage() {
                             await changed(`Group ${g.name} deleted.`);
                           }} />
                       </div>
-                    </td>
-                  </tr>
+                  </EditRow>
                 )}
               </Fragment>
             ))}

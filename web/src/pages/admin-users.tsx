@@ -2,7 +2,7 @@ import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, patch, post, seg, type User } from '../api.ts';
 import { useSession } from '../session.ts';
-import { Button, ConfirmButton, LoadError, Loading, Notice, Page, Roles, Time, parseList, useAction, useResource, useAutoFocus } from '../ui.tsx';
+import { Button, ConfirmButton, EditRow, EditToggle, LoadError, Loading, Notice, Page, Roles, Time, parseList, useAction, useResource, useAutoFocus } from '../ui.tsx';
 
 /** Admin: local users — create, roles, password reset, disable, delete. */
 export function AdminUsersPage() {
@@ -98,7 +98,6 @@ function CreateUser(props: { onCreated: (u: User) => void; onCancel: () => void 
 
 function UserRow(props: { u: User; open: boolean; onToggle: () => void; onChanged: (msg: string) => Promise<void> }) {
   const { u } = props;
-  const editId = `edit-user-${u.name.replace(/[^\w-]/g, '_')}`;
   return (
     <Fragment>
       <tr data-user={u.name}>
@@ -113,15 +112,11 @@ function UserRow(props: { u: User; open: boolean; onToggle: () => void; onChange
         <td data-label="Status">{u.disabled ? <span class="badge warn">Disabled</span> : 'Active'}</td>
         <td data-label="Created"><Time at={u.createdAt} /></td>
         <td class="actions">
-          <Button onClick={props.onToggle} aria-expanded={props.open} aria-controls={editId} aria-label={`Edit ${u.name}`}>
-            {props.open ? 'Close' : 'Edit'}
-          </Button>
+          <EditToggle name={u.name} open={props.open} onToggle={props.onToggle} />
         </td>
       </tr>
       {props.open && (
-        <tr class="edit-row">
-          <td colSpan={5} id={editId}><EditUser u={u} onChanged={props.onChanged} /></td>
-        </tr>
+        <EditRow name={u.name} colSpan={5}><EditUser u={u} onChanged={props.onChanged} /></EditRow>
       )}
     </Fragment>
   );
