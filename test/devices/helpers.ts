@@ -41,12 +41,6 @@ export async function startDevicesGateway(
   const gw = await startTestGateway({ ...options, capabilities: [probe] });
   const agents: TestAgent[] = [];
   const tempDirs: string[] = [];
-  // Sessions run the agent user's login shell with HOME as the agent sees it. A clean HOME
-  // keeps this machine's own start-up files (which can take half a second) out of the timings.
-  const home = process.env.HOME;
-  const cleanHome = mkdtempSync(path.join(tmpdir(), 'pc-devices-home-'));
-  tempDirs.push(cleanHome);
-  process.env.HOME = cleanHome;
   const api = async <T>(method: string, p: string, body?: unknown, auth = gw.adminAuth) => {
     const res = await fetch(gw.url + p, {
       method,
@@ -91,7 +85,6 @@ export async function startDevicesGateway(
     async close(closeOptions) {
       await Promise.all(agents.map((a) => a.agent.stop()));
       await gw.close(closeOptions);
-      process.env.HOME = home;
       for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
     },
   };

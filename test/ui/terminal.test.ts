@@ -52,27 +52,18 @@ describe.skipIf(!browserAvailable())('browser terminal', { timeout: UI_TEST_TIME
   let agent: Agent | undefined;
   let stateDir: string;
   let enrollToken: string;
-  const home = process.env.HOME;
-  let cleanHome: string;
 
   beforeAll(async () => {
     gw = await startUiGateway();
     b = await launchBrowser();
     stateDir = mkdtempSync(path.join(tmpdir(), 'portcullis-ui-agent-'));
-    // Sessions run the agent user's login shell with HOME as the agent sees it: a clean HOME
-    // keeps this machine's own start-up files (slow, or waiting on something) out of the test.
-    cleanHome = mkdtempSync(path.join(tmpdir(), 'portcullis-ui-home-'));
-    process.env.HOME = cleanHome;
   }, UI_TEST_TIMEOUT_MS);
 
   afterAll(async () => {
     await agent?.stop();
     await b?.close();
     await gw?.close();
-    if (home === undefined) delete process.env.HOME;
-    else process.env.HOME = home;
     rmSync(stateDir, { recursive: true, force: true });
-    rmSync(cleanHome, { recursive: true, force: true });
   });
 
   const startAgent = async (token?: string) => {
